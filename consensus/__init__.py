@@ -1,0 +1,1 @@
+"""The PBFT replica as a pure state machine, and its deterministic simulator."""

@@ -1,0 +1,295 @@
+"""Canonical encoding: one value, one byte string.
+
+Rule: everything that is hashed or signed is a frozen dataclass ("model")
+whose fields are encoded, in declaration order, as a msgpack array. Fields may
+only be `int`, `bool`, `bytes`, `str`, an `IntEnum`, another model, a
+homogeneous `tuple[X, ...]`, `X | None`, or one of those wrapped in
+`Annotated[..., Length(n)]` / `Annotated[..., MaxLength(n)]`. There are no
+floats and no maps, so each value has exactly one encoding.
+
+`decode` is strict: it accepts the canonical bytes of a value of the expected
+model and nothing else. Trailing bytes, missing or extra fields, wrong types,
+oversize input and any non-canonical spelling of a valid value (a wider
+integer, a str8 where a fixstr fits) are rejected with a `DecodeError` that
+names the field. Hence `encode(decode(b)) == b` for every accepted `b`, and a
+hash of the bytes is a hash of the value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Final, TypeVar, get_args, get_origin, get_type_hints
+
+import msgpack
+
+from ledger.errors import DecodeError
+
+T = TypeVar("T")
+
+INPUT_BYTES_MAX_DEFAULT: Final = 16 * 1024 * 1024
+INT_MIN: Final = -(2**63)
+INT_MAX: Final = 2**64 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Length:
+    """Exact length of a `bytes` or `str` field (for hashes, keys, signatures)."""
+
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
+class MaxLength:
+    """Upper bound on the length of a `bytes`, `str` or `tuple` field."""
+
+    n: int
+
+
+# A field's pair of converters: to the msgpack-ready value, and back from the
+# decoded value (checking it). `path` names the field for error messages.
+ToWire = Callable[[Any], Any]
+FromWire = Callable[[Any, str], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Codec:
+    to_wire: ToWire
+    from_wire: FromWire
+
+
+_codecs: dict[type, _Codec] = {}
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
+def _fail(path: str, expected: str, value: object) -> DecodeError:
+    return DecodeError(f"{path}: expected {expected}, got {_type_name(value)}")
+
+
+def _check_int(value: Any, path: str) -> int:
+    if type(value) is not int:
+        raise _fail(path, "int", value)
+    return value
+
+
+def _check_bool(value: Any, path: str) -> bool:
+    if type(value) is not bool:
+        raise _fail(path, "bool", value)
+    return value
+
+
+def _check_bytes(value: Any, path: str) -> bytes:
+    if type(value) is not bytes:
+        raise _fail(path, "bytes", value)
+    return value
+
+
+def _check_str(value: Any, path: str) -> str:
+    if type(value) is not str:
+        raise _fail(path, "str", value)
+    return value
+
+
+_PRIMITIVES: dict[object, FromWire] = {
+    int: _check_int,
+    bool: _check_bool,
+    bytes: _check_bytes,
+    str: _check_str,
+}
+
+
+def _length_checked(inner: FromWire, exact: int | None, most: int | None) -> FromWire:
+    def check(value: Any, path: str) -> Any:
+        checked = inner(value, path)
+        size = len(checked)
+        if exact is not None and size != exact:
+            raise DecodeError(f"{path}: expected length {exact}, got {size}")
+        if most is not None and size > most:
+            raise DecodeError(f"{path}: length {size} exceeds the maximum {most}")
+        return checked
+
+    return check
+
+
+def _annotated_codec(annotation: Any) -> _Codec:
+    base, *extras = get_args(annotation)
+    codec = _codec_for(base)
+    exact = next((e.n for e in extras if isinstance(e, Length)), None)
+    most = next((e.n for e in extras if isinstance(e, MaxLength)), None)
+    return _Codec(codec.to_wire, _length_checked(codec.from_wire, exact, most))
+
+
+def _optional_codec(inner: _Codec) -> _Codec:
+    inner_to, inner_from = inner.to_wire, inner.from_wire
+
+    def to_wire(value: Any) -> Any:
+        return None if value is None else inner_to(value)
+
+    def from_wire(value: Any, path: str) -> Any:
+        return None if value is None else inner_from(value, path)
+
+    return _Codec(to_wire, from_wire)
+
+
+def _tuple_codec(inner: _Codec) -> _Codec:
+    inner_to, inner_from = inner.to_wire, inner.from_wire
+    plain = inner_to is _identity
+
+    def to_wire(value: Any) -> Any:
+        return value if plain else [inner_to(item) for item in value]
+
+    def from_wire(value: Any, path: str) -> Any:
+        if type(value) is not tuple:
+            raise _fail(path, "array", value)
+        return tuple(inner_from(item, f"{path}[{i}]") for i, item in enumerate(value))
+
+    return _Codec(to_wire, from_wire)
+
+
+def _enum_codec(cls: type[enum.IntEnum]) -> _Codec:
+    members = {member.value: member for member in cls}
+
+    def to_wire(value: Any) -> Any:
+        return int(value)
+
+    def from_wire(value: Any, path: str) -> Any:
+        if type(value) is not int or value not in members:
+            raise DecodeError(f"{path}: {value!r} is not a {cls.__name__}")
+        return members[value]
+
+    return _Codec(to_wire, from_wire)
+
+
+def _codec_for(annotation: Any) -> _Codec:
+    if annotation in _PRIMITIVES:
+        return _Codec(_identity, _PRIMITIVES[annotation])
+    supertype = getattr(annotation, "__supertype__", None)
+    if supertype is not None:  # typing.NewType
+        return _codec_for(supertype)
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _annotated_codec(annotation)
+    if origin in (types.UnionType, typing.Union):
+        members = [a for a in get_args(annotation) if a is not type(None)]
+        if len(members) != 1 or len(get_args(annotation)) != 2:
+            raise TypeError(f"only `X | None` unions are encodable, not {annotation}")
+        return _optional_codec(_codec_for(members[0]))
+    if origin is tuple:
+        item, *rest = get_args(annotation)
+        if rest != [Ellipsis]:
+            raise TypeError(f"only homogeneous tuple[X, ...] is encodable, not {annotation}")
+        return _tuple_codec(_codec_for(item))
+    if isinstance(annotation, type) and issubclass(annotation, enum.IntEnum):
+        return _enum_codec(annotation)
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
+        return _model_codec(annotation)
+    raise TypeError(f"{annotation!r} is not encodable (floats and maps never are)")
+
+
+def _model_codec(cls: type) -> _Codec:
+    cached = _codecs.get(cls)
+    if cached is not None:
+        return cached
+    hints = get_type_hints(cls, include_extras=True)
+    names = tuple(f.name for f in dataclasses.fields(cls))
+    field_codecs = tuple(_codec_for(hints[name]) for name in names)
+    to_parts = tuple(c.to_wire for c in field_codecs)
+    from_parts = tuple(zip(names, (c.from_wire for c in field_codecs), strict=True))
+    all_plain = all(part is _identity for part in to_parts)
+    count = len(names)
+    title = cls.__name__
+
+    def to_wire(value: Any) -> Any:
+        if all_plain:
+            return [getattr(value, name) for name in names]
+        return [part(getattr(value, name)) for part, name in zip(to_parts, names, strict=True)]
+
+    def from_wire(value: Any, path: str) -> Any:
+        if type(value) is not tuple:
+            raise _fail(path or title, f"{title} array", value)
+        if len(value) != count:
+            raise DecodeError(
+                f"{path or title}: expected {count} fields for {title}, got {len(value)}"
+            )
+        prefix = f"{path}." if path else f"{title}."
+        return cls(
+            *[
+                check(item, prefix + name)
+                for (name, check), item in zip(from_parts, value, strict=True)
+            ]
+        )
+
+    codec = _Codec(to_wire, from_wire)
+    _codecs[cls] = codec
+    return codec
+
+
+def to_wire(value: object) -> Any:
+    """The msgpack-ready form of a model (nested lists of primitives)."""
+    return _model_codec(type(value)).to_wire(value)
+
+
+def from_wire(cls: type[T], value: Any) -> T:
+    """Check a decoded msgpack value against `cls` and build the model."""
+    result: T = _model_codec(cls).from_wire(value, "")
+    return result
+
+
+def encode(value: object) -> bytes:
+    """The canonical bytes of a model: the bytes that are hashed and signed."""
+    return pack(to_wire(value))
+
+
+def pack(wire: Any) -> bytes:
+    """msgpack with the options that make the encoding canonical."""
+    packed: bytes = msgpack.packb(wire, use_bin_type=True)
+    return packed
+
+
+def unpack(data: bytes, *, input_bytes_max: int = INPUT_BYTES_MAX_DEFAULT) -> Any:
+    """Parse msgpack strictly: no maps, no extension types, no trailing bytes."""
+    if type(data) is not bytes:
+        raise DecodeError(f"expected bytes to decode, got {_type_name(data)}")
+    if len(data) > input_bytes_max:
+        raise DecodeError(f"input of {len(data)} bytes exceeds the maximum {input_bytes_max}")
+    if not data:
+        raise DecodeError("input is empty")
+    try:
+        return msgpack.unpackb(
+            data,
+            raw=False,
+            use_list=False,
+            strict_map_key=True,
+            max_map_len=0,
+            max_ext_len=0,
+        )
+    except msgpack.ExtraData as exc:
+        raise DecodeError(f"{len(exc.extra)} trailing bytes after the value") from None
+    except (ValueError, msgpack.UnpackException) as exc:  # FormatError, StackError, OutOfData
+        raise DecodeError(f"malformed msgpack: {_describe(exc)}") from None
+
+
+def decode(cls: type[T], data: bytes, *, input_bytes_max: int = INPUT_BYTES_MAX_DEFAULT) -> T:
+    """Decode canonical bytes into a `cls`; raise `DecodeError` for anything else."""
+    value = from_wire(cls, unpack(data, input_bytes_max=input_bytes_max))
+    if encode(value) != data:
+        raise DecodeError(f"{cls.__name__}: bytes are not in canonical form")
+    return value
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, msgpack.OutOfData) or "Unpack failed: incomplete input" in text:
+        return "input is truncated"
+    return text

@@ -1,0 +1,119 @@
+"""Ed25519 keys and signatures (RFC 8032), via the `cryptography` package.
+
+Public keys travel as their raw 32 bytes and are shown as 64 hex digits.
+Verification caches loaded public keys, because a node checks signatures of
+the same few senders and validators over and over.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Annotated, Final
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from ledger.encoding import Length
+from ledger.errors import KeyFileError, SignatureError
+
+PUBLIC_KEY_BYTES: Final = 32
+SIGNATURE_BYTES: Final = 64
+SEED_BYTES: Final = 32
+
+PublicKeyBytes = Annotated[bytes, Length(PUBLIC_KEY_BYTES)]
+SignatureBytes = Annotated[bytes, Length(SIGNATURE_BYTES)]
+
+
+class PrivateKey:
+    """An Ed25519 signing key. Never printed: `repr` shows only the public key."""
+
+    __slots__ = ("_key", "public_key")
+
+    def __init__(self, key: Ed25519PrivateKey) -> None:
+        self._key = key
+        self.public_key: bytes = key.public_key().public_bytes_raw()
+
+    @classmethod
+    def generate(cls) -> PrivateKey:
+        return cls(Ed25519PrivateKey.generate())
+
+    @classmethod
+    def from_seed(cls, seed: bytes) -> PrivateKey:
+        """The key of a 32-byte RFC 8032 seed (deterministic keys for tests and simulation)."""
+        if len(seed) != SEED_BYTES:
+            raise SignatureError(f"an Ed25519 seed has {SEED_BYTES} bytes, got {len(seed)}")
+        return cls(Ed25519PrivateKey.from_private_bytes(seed))
+
+    def sign(self, message: bytes) -> bytes:
+        return self._key.sign(message)
+
+    def seed(self) -> bytes:
+        return self._key.private_bytes_raw()
+
+    def to_pem(self, passphrase: bytes | None = None) -> bytes:
+        """PKCS#8 PEM, encrypted with the passphrase when one is given."""
+        encryption: serialization.KeySerializationEncryption = (
+            serialization.BestAvailableEncryption(passphrase)
+            if passphrase
+            else serialization.NoEncryption()
+        )
+        return self._key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+        )
+
+    @classmethod
+    def from_pem(cls, data: bytes, passphrase: bytes | None = None) -> PrivateKey:
+        try:
+            key = serialization.load_pem_private_key(data, password=passphrase or None)
+        except TypeError as exc:  # encrypted without passphrase, or the reverse
+            message = str(exc).lower()
+            if "password was not given" in message:
+                raise KeyFileError("the key is encrypted: a passphrase is needed") from None
+            raise KeyFileError("the key is not encrypted, but a passphrase was given") from None
+        except ValueError:
+            raise KeyFileError("not a PEM private key, or the passphrase is wrong") from None
+        except UnsupportedAlgorithm:
+            raise KeyFileError("the key's algorithm is not supported") from None
+        if not isinstance(key, Ed25519PrivateKey):
+            raise KeyFileError(f"expected an Ed25519 key, got {type(key).__name__}")
+        return cls(key)
+
+    def __repr__(self) -> str:
+        return f"PrivateKey(public_key={public_key_text(self.public_key)})"
+
+
+@functools.lru_cache(maxsize=8192)
+def _load_public_key(public_key: bytes) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(public_key)
+
+
+def verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
+    """True only if `signature` is a valid Ed25519 signature of `message` by `public_key`."""
+    if len(public_key) != PUBLIC_KEY_BYTES or len(signature) != SIGNATURE_BYTES:
+        return False
+    try:
+        _load_public_key(public_key).verify(signature, message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def public_key_text(public_key: bytes) -> str:
+    return public_key.hex()
+
+
+def parse_public_key_text(text: str) -> bytes:
+    """64 hex digits back to a 32-byte public key; `SignatureError` with the reason otherwise."""
+    text = text.strip()
+    if len(text) != 2 * PUBLIC_KEY_BYTES:
+        raise SignatureError(f"a public key has {2 * PUBLIC_KEY_BYTES} hex digits, got {len(text)}")
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise SignatureError("a public key is written in hex digits 0-9a-f") from None
+    try:
+        _load_public_key(raw)
+    except ValueError:
+        raise SignatureError("not a valid Ed25519 public key") from None
+    return raw

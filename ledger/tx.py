@@ -1,0 +1,75 @@
+"""The transaction envelope.
+
+A client signs the canonical bytes of a `TransactionBody` (domain tag
+`notarychain/tx/v1`); the transaction id is SHA-256 of exactly those bytes,
+so the id is fixed before signing and a signature cannot change it. The
+`payload` is the family's own canonical encoding; the envelope does not look
+inside. The replay guard is a random `nonce` plus `expires_at_ms`: a block may
+only include the transaction while its time is not past the expiry, and the
+node never orders one id twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Final
+
+from ledger.encoding import Length, MaxLength, decode, encode
+from ledger.errors import SignatureError
+from ledger.hashing import sha256, tag
+from ledger.keys import PrivateKey, PublicKeyBytes, SignatureBytes, verify
+
+TX_DOMAIN: Final = tag("tx/v1")
+NONCE_BYTES: Final = 16
+NAME_CHARS_MAX: Final = 64
+CHAIN_ID_CHARS_MAX: Final = 64
+TX_BYTES_MAX: Final = 1024 * 1024
+
+Name = Annotated[str, MaxLength(NAME_CHARS_MAX)]
+ChainId = Annotated[str, MaxLength(CHAIN_ID_CHARS_MAX)]
+Nonce = Annotated[bytes, Length(NONCE_BYTES)]
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionBody:
+    chain_id: ChainId
+    sender: PublicKeyBytes
+    family: Name
+    operation: Name
+    payload: bytes
+    nonce: Nonce
+    expires_at_ms: int
+
+    def signing_bytes(self) -> bytes:
+        return TX_DOMAIN + encode(self)
+
+    @property
+    def id(self) -> bytes:
+        return sha256(self.signing_bytes())
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    body: TransactionBody
+    signature: SignatureBytes
+
+    @property
+    def id(self) -> bytes:
+        return self.body.id
+
+    def verify_signature(self) -> None:
+        if not verify(self.body.sender, self.signature, self.body.signing_bytes()):
+            raise SignatureError("transaction signature does not verify for its sender")
+
+    def encode(self) -> bytes:
+        return encode(self)
+
+    @classmethod
+    def decode(cls, data: bytes) -> Transaction:
+        return decode(cls, data, input_bytes_max=TX_BYTES_MAX)
+
+
+def sign_transaction(body: TransactionBody, key: PrivateKey) -> Transaction:
+    if body.sender != key.public_key:
+        raise SignatureError("the body's sender is not the signing key's public key")
+    return Transaction(body, key.sign(body.signing_bytes()))

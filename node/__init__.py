@@ -1,0 +1,1 @@
+"""The node: the asyncio program each institution runs around the consensus core."""
