@@ -17,7 +17,14 @@ from typing import Final
 from ledger.encoding import encode
 from ledger.errors import CertificateError
 from ledger.hashing import Hash, tag
-from ledger.keys import PrivateKey, PublicKeyBytes, SignatureBytes, public_key_text, verify
+from ledger.keys import (
+    PrivateKey,
+    PublicKeyBytes,
+    SignatureBytes,
+    VerifyFn,
+    public_key_text,
+    verify,
+)
 from ledger.tx import ChainId
 from ledger.validators import ValidatorSet
 
@@ -57,7 +64,10 @@ def sign_checkpoint(checkpoint: Checkpoint, key: PrivateKey) -> Endorsement:
 
 
 def verify_endorsements(
-    message: bytes, endorsements: tuple[Endorsement, ...], validators: ValidatorSet
+    message: bytes,
+    endorsements: tuple[Endorsement, ...],
+    validators: ValidatorSet,
+    verify_fn: VerifyFn = verify,
 ) -> None:
     """Raise `CertificateError` unless a quorum of distinct members signed `message`."""
     seen: set[bytes] = set()
@@ -67,7 +77,7 @@ def verify_endorsements(
             raise CertificateError(f"validator {public_key_text(signer)} signed twice")
         if signer not in validators:
             raise CertificateError(f"{public_key_text(signer)} is not in the validator set")
-        if not verify(signer, endorsement.signature, message):
+        if not verify_fn(signer, endorsement.signature, message):
             raise CertificateError(f"bad signature from validator {public_key_text(signer)}")
         seen.add(signer)
     if len(seen) < validators.quorum:
@@ -78,12 +88,15 @@ def verify_endorsements(
 
 
 def verify_certificate(
-    certificate: CheckpointCertificate, validators: ValidatorSet, chain_id: str
+    certificate: CheckpointCertificate,
+    validators: ValidatorSet,
+    chain_id: str,
+    verify_fn: VerifyFn = verify,
 ) -> None:
     if certificate.checkpoint.chain_id != chain_id:
         raise CertificateError(
             f"checkpoint is for chain {certificate.checkpoint.chain_id!r}, not {chain_id!r}"
         )
     verify_endorsements(
-        certificate.checkpoint.signing_bytes(), certificate.endorsements, validators
+        certificate.checkpoint.signing_bytes(), certificate.endorsements, validators, verify_fn
     )

@@ -112,6 +112,8 @@ _PRIMITIVES: dict[object, FromWire] = {
 def _length_checked(inner: FromWire, exact: int | None, most: int | None) -> FromWire:
     def check(value: Any, path: str) -> Any:
         checked = inner(value, path)
+        if checked is None:  # Annotated[X | None, ...]: the bound applies to X only
+            return None
         size = len(checked)
         if exact is not None and size != exact:
             raise DecodeError(f"{path}: expected length {exact}, got {size}")
@@ -290,6 +292,12 @@ def decode(cls: type[T], data: bytes, *, input_bytes_max: int = INPUT_BYTES_MAX_
 
 def _describe(exc: Exception) -> str:
     text = str(exc) or type(exc).__name__
-    if isinstance(exc, msgpack.OutOfData) or "Unpack failed: incomplete input" in text:
+    if "max_map_len" in text:
+        return "maps are not allowed"
+    if "max_ext_len" in text:
+        return "extension types are not allowed"
+    # msgpack bounds every other length by the input's size, so a length over
+    # that bound means the input ends before the value it announces.
+    if isinstance(exc, msgpack.OutOfData) or "incomplete input" in text or "exceeds max_" in text:
         return "input is truncated"
     return text

@@ -8,6 +8,7 @@ the same few senders and validators over and over.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Annotated, Final
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -23,6 +24,9 @@ SEED_BYTES: Final = 32
 
 PublicKeyBytes = Annotated[bytes, Length(PUBLIC_KEY_BYTES)]
 SignatureBytes = Annotated[bytes, Length(SIGNATURE_BYTES)]
+
+VerifyFn = Callable[[bytes, bytes, bytes], bool]
+"""verify(public_key, signature, message) -> bool: real Ed25519, or a simulator's stand-in."""
 
 
 class PrivateKey:

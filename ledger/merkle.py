@@ -114,7 +114,8 @@ class MerkleLog:
             self.append(digest)
 
     def leaf(self, index: int) -> bytes:
-        self._check_size(index + 1)
+        if not 0 <= index < self.size:
+            raise ProofError(f"the log has {self.size} leaves, no leaf {index}")
         return self._store.get(0, index)
 
     def root(self, size: int | None = None) -> bytes:
