@@ -1,0 +1,55 @@
+"""A replica's configuration: who is in the consortium and the protocol's parameters.
+
+Times are abstract milliseconds of the clock the runtime feeds in; the
+defaults suit a LAN or WAN consortium of a handful of institutions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from consensus.types import ReplicaId
+from ledger.validators import ValidatorSet
+
+
+@dataclass(frozen=True, slots=True)
+class Parameters:
+    batch_size_max: int = 2048
+    """Transactions in one batch (one block)."""
+    batch_bytes_max: int = 4 * 1024 * 1024
+    """Encoded transaction bytes in one batch."""
+    window_size: int = 64
+    """PBFT's log size L: sequence numbers accepted are h < n <= h + L (h: stable checkpoint)."""
+    in_flight_max: int = 4
+    """Batches the primary proposes beyond the last committed one before waiting."""
+    checkpoint_interval: int = 1
+    """A checkpoint is signed after every block whose height is a multiple of this."""
+    view_change_timeout_ms: int = 2_000
+    """Base wait for a new view; it doubles with each failed view, up to the maximum."""
+    view_change_timeout_max_ms: int = 32_000
+    request_timeout_ms: int = 3_000
+    """A request pending for this long without being ordered makes a backup suspect the primary."""
+    resend_interval_ms: int = 500
+    """Unfinished protocol steps re-send this replica's own messages this often (lossy links)."""
+    status_interval_ms: int = 1_000
+    """How often a replica announces its view and heights (finds laggards, heals views)."""
+    clock_skew_max_ms: int = 5_000
+    """A block time is prepared only within this bound of the replica's own clock."""
+    tx_lifetime_max_ms: int = 120_000
+    """A transaction's expiry may be at most this far past the block time that includes it."""
+    fetch_timeout_ms: int = 2_000
+    """A block fetch from a peer that has not answered by then is abandoned."""
+    pending_requests_max: int = 100_000
+    """Requests held while waiting to be ordered; beyond this new ones are refused."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaConfig:
+    chain_id: str
+    validators: ValidatorSet
+    replica_id: ReplicaId
+    parameters: Parameters = field(default_factory=Parameters)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.replica_id < self.validators.n:
+            raise ValueError(f"replica {self.replica_id} is not in a set of {self.validators.n}")

@@ -1,0 +1,825 @@
+"""The PBFT replica: a deterministic state machine, events in, actions out.
+
+Castro and Liskov, "Practical Byzantine Fault Tolerance" (OSDI 1999) and
+"... and Proactive Recovery" (TOCS 2002), with Ed25519 signatures in place of
+authenticators. Section numbers below refer to the OSDI paper.
+
+Rules this class keeps:
+- It never reads a clock, a socket, a file or a random source; `step` gets the
+  clock reading, and everything it wants done comes back in an `Output`
+  (see `consensus.events` for the order the runtime must follow).
+- Every message of its own that it signs is in `Output.persist` before it is in
+  `Output.send`, and a restarted replica rebuilds from those records, so it
+  never signs two different messages for one (view, seq) or falls back to an
+  earlier view.
+- A peer's invalid message raises `PeerError` inside a handler; `step` turns
+  it into a `Rejected` entry, and the state is unchanged because every check
+  happens before the first assignment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from typing import Any, TypeVar
+
+from consensus.batching import (
+    BatchRules,
+    ValidateRequest,
+    build_batch,
+    check_batch_shape,
+    check_batch_transactions,
+    check_fresh_time,
+    check_lifetime,
+)
+from consensus.chain import block_of, check_fetched_chain
+from consensus.config import ReplicaConfig
+from consensus.crypto import Signer
+from consensus.events import (
+    BlocksFetched,
+    CatchUp,
+    CommitRecord,
+    CommittedBlock,
+    Diverged,
+    Event,
+    Executed,
+    Fetch,
+    FetchFailed,
+    MessageReceived,
+    Output,
+    Rejected,
+    RequestsReceived,
+    Restored,
+    StableCheckpoint,
+    Tick,
+    ViewChanged,
+)
+from consensus.messages import (
+    Batch,
+    CheckpointVote,
+    Commit,
+    CommitCertificate,
+    Message,
+    NewView,
+    Prepare,
+    PreparedCertificate,
+    PrePrepare,
+    Proposal,
+    Requests,
+    Signed,
+    Status,
+    ViewChange,
+    signing_bytes,
+)
+from consensus.pool import RequestPool
+from consensus.recovery import restore_into
+from consensus.slot import Slot
+from consensus.types import ReplicaId, SeqNo, View
+from consensus.verification import PeerError, Verifier
+from consensus.view_change import NewViewPlan, plan_new_view
+from ledger.block import Block
+from ledger.checkpoint import Checkpoint, CheckpointCertificate, Endorsement
+from ledger.keys import VerifyFn
+from ledger.merkle import EMPTY_ROOT
+
+S = TypeVar("S", bound=Signed)
+
+GENESIS_HASH = EMPTY_ROOT
+VIEW_AHEAD_MAX = 1_000
+"""ViewChanges for views further ahead than this are refused (they would pin memory)."""
+VIEW_CHANGES_KEPT = 4
+
+
+class Replica:
+    def __init__(
+        self,
+        config: ReplicaConfig,
+        signer: Signer,
+        verify: VerifyFn,
+        validate_request: ValidateRequest,
+        restored: Restored | None = None,
+    ) -> None:
+        validators = config.validators
+        assert signer.public_key == validators.validators[config.replica_id], "wrong signing key"
+        self.config = config
+        self.chain_id = config.chain_id
+        self.params = config.parameters
+        self.id = config.replica_id
+        self.n = validators.n
+        self.f = validators.f
+        self.quorum = validators.quorum
+        self.prepare_quorum = validators.quorum - 1  # 2f Prepares besides the PrePrepare
+        self.commit_quorum = validators.quorum
+        self.keys = validators.validators
+        self._signer = signer
+        self.verifier = Verifier(config.chain_id, validators, verify)
+        self.rules = BatchRules(config.chain_id, config.parameters, validate_request)
+        self.pool = RequestPool(config.parameters.pending_requests_max)
+        self.marks: Counter[str] = Counter()
+        """Rare branches reached, by name (the simulator checks that swarms reach them)."""
+
+        self.now_ms = 0
+        self.view = View(0)
+        self.active = True
+        self.diverged = False
+        self.slots: dict[SeqNo, Slot] = {}
+        self.prepared: dict[SeqNo, PreparedCertificate] = {}
+        self.committed: dict[SeqNo, tuple[Batch, CommitCertificate]] = {}
+        self.next_seq = SeqNo(1)
+
+        self.last_delivered = 0
+        self.last_block_hash = GENESIS_HASH
+        self.last_block_time_ms = 0
+        self.executed = 0
+        self._delivered_meta: dict[int, tuple[bytes, int]] = {}  # height -> (hash, time)
+
+        self.stable: CheckpointCertificate | None = None
+        self.own_checkpoints: dict[int, Checkpoint] = {}
+        self.checkpoint_votes: dict[int, dict[ReplicaId, CheckpointVote]] = {}
+
+        self.view_changes: dict[View, dict[ReplicaId, ViewChange]] = {}
+        """Valid ViewChange messages for views above the active one, ours included."""
+        self.my_view_changes: dict[View, ViewChange] = {}
+        """Our own recent ViewChanges, re-sent to peers still collecting for those views."""
+        self.view_change_quorum_seen = False
+        self.new_view_message: NewView | None = None
+        self.view_change_timeout_ms = self.params.view_change_timeout_ms
+        self.view_change_deadline_ms: int | None = None
+
+        self.peer_status: dict[ReplicaId, Status] = {}
+        self.fetching: tuple[ReplicaId, int] | None = None
+        self.next_resend_ms = 0
+        self.next_status_ms = 0
+        if restored is not None:
+            self._restore(restored)
+
+    # ------------------------------------------------------------ public
+
+    @property
+    def stable_height(self) -> int:
+        return 0 if self.stable is None else self.stable.checkpoint.height
+
+    def primary_of(self, view: int) -> ReplicaId:
+        return ReplicaId(view % self.n)
+
+    @property
+    def is_primary(self) -> bool:
+        return self.primary_of(self.view) == self.id
+
+    def step(self, event: Event, now_ms: int) -> Output:
+        self.now_ms = max(self.now_ms, now_ms)
+        if not self.active and self.view_change_deadline_ms is None:  # e.g. restored mid-change
+            self.view_change_deadline_ms = self.now_ms + self.view_change_timeout_ms
+        out = Output()
+        if self.diverged:
+            return out  # a diverged replica signs nothing more; an operator must look
+        try:
+            match event:
+                case MessageReceived(message=message):
+                    self._on_message(message, out)
+                case RequestsReceived(transactions=transactions, from_client=from_client):
+                    self._on_requests(transactions, from_client, out)
+                case Tick():
+                    self._on_tick(out)
+                case Executed():
+                    self._on_executed(event, out)
+                case BlocksFetched():
+                    self._on_blocks_fetched(event, out)
+                case FetchFailed(peer=peer):
+                    if self.fetching is not None and self.fetching[0] == peer:
+                        self.fetching = None
+        except PeerError as exc:
+            out.rejected.append(Rejected(_kind(event), _sender(event), exc.reason))
+        self._maybe_propose(out)
+        return out
+
+    def next_deadline_ms(self) -> int:
+        """The clock reading at which the next `Tick` has work to do."""
+        deadlines = [self.next_resend_ms, self.next_status_ms]
+        if not self.active and self.view_change_deadline_ms is not None:
+            deadlines.append(self.view_change_deadline_ms)
+        oldest = self.pool.oldest_arrival_ms()
+        if self.active and oldest is not None:
+            deadlines.append(oldest + self.params.request_timeout_ms)
+        if self.fetching is not None:
+            deadlines.append(self.fetching[1])
+        return min(deadlines)
+
+    # ------------------------------------------------------------ dispatch
+
+    def _on_message(self, message: Message, out: Output) -> None:
+        match message:
+            case Proposal():
+                self._on_pre_prepare(message, out)
+            case Prepare():
+                self._on_prepare(message, out)
+            case Commit():
+                self._on_commit(message, out)
+            case CheckpointVote():
+                self._on_checkpoint(message, out)
+            case ViewChange():
+                self._on_view_change(message, out)
+            case NewView():
+                self._on_new_view(message, out)
+            case Status():
+                self._on_status(message, out)
+            case Requests():
+                self._on_requests(message.transactions, False, out)
+            case PrePrepare():
+                raise PeerError("a pre-prepare travels only inside a proposal")
+
+    # ------------------------------------------------------------ normal case (4.2)
+
+    def _on_pre_prepare(self, proposal: Proposal, out: Output) -> None:
+        pre_prepare, batch = proposal.pre_prepare, proposal.batch
+        if not self._accepts_view(pre_prepare.view) or pre_prepare.replica == self.id:
+            return
+        if pre_prepare.replica != self.primary_of(self.view):
+            raise PeerError(f"pre-prepare from replica {pre_prepare.replica}, not the primary")
+        seq = pre_prepare.seq
+        if not self._in_window(seq):
+            return
+        slot = self.slots.get(seq)
+        if slot is not None and slot.pre_prepare is not None:
+            if slot.pre_prepare.digest != pre_prepare.digest:
+                self._on_equivocation(pre_prepare, out)
+            return
+        self.verifier.signed(pre_prepare)
+        if batch.digest != pre_prepare.digest:
+            raise PeerError(f"seq {seq}: the batch does not match the pre-prepare's digest")
+        mine = None if slot is None else slot.my_prepare
+        if mine is not None and mine.digest != pre_prepare.digest:
+            raise PeerError(f"seq {seq}: this replica prepared another batch in this view")
+        ids = self._check_fresh_batch(seq, batch)
+        self._accept_batch(seq, pre_prepare, batch, ids, out)
+
+    def _check_fresh_batch(self, seq: SeqNo, batch: Batch) -> list[bytes]:
+        header = batch.header
+        if header.view != self.view or header.proposer != self.keys[self.primary_of(self.view)]:
+            raise PeerError(f"seq {seq}: batch names another view or proposer")
+        ids = check_batch_shape(self.rules, seq, batch)
+        check_fresh_time(self.rules, batch, self._latest_time_before(seq), self.now_ms)
+        check_batch_transactions(self.rules, seq, batch, ids, self.pool)
+        return ids
+
+    def _on_equivocation(self, pre_prepare: PrePrepare, out: Output) -> None:
+        """Two signed pre-prepares for one (view, seq): proof that the primary is faulty."""
+        self.verifier.signed(pre_prepare)
+        self.marks["equivocation_detected"] += 1
+        self._enter_view_change(View(self.view + 1), out)
+        raise PeerError(f"seq {pre_prepare.seq}: the primary sent two different pre-prepares")
+
+    def _accept_batch(
+        self, seq: SeqNo, pre_prepare: PrePrepare, batch: Batch, ids: list[bytes], out: Output
+    ) -> None:
+        slot = self._slot(seq)
+        slot.pre_prepare = pre_prepare
+        slot.batch = batch
+        if seq > self.last_delivered:
+            for tx_id, tx in zip(ids, batch.transactions, strict=True):
+                self.pool.add(tx_id, tx, self.now_ms)
+            self.pool.assign(ids, seq)
+        if not self.is_primary and slot.my_prepare is None:
+            prepare = self._sign(Prepare(self.view, seq, pre_prepare.digest, self.id, b""))
+            out.persist.append(prepare)
+            out.broadcast(prepare)
+            slot.my_prepare = prepare
+            slot.prepares[self.id] = prepare
+        self._check_prepared(seq, slot, out)
+
+    def _on_prepare(self, prepare: Prepare, out: Output) -> None:
+        if not self._accepts_view(prepare.view) or prepare.replica == self.id:
+            return
+        if prepare.replica == self.primary_of(prepare.view):
+            raise PeerError("the primary does not send prepares")
+        if not self._in_window(prepare.seq):
+            return
+        slot = self._slot(prepare.seq)
+        if prepare.replica in slot.prepares:
+            return
+        self.verifier.signed(prepare)
+        slot.prepares[prepare.replica] = prepare
+        self._check_prepared(prepare.seq, slot, out)
+
+    def _check_prepared(self, seq: SeqNo, slot: Slot, out: Output) -> None:
+        """prepared(m, v, n, i): the pre-prepare and 2f matching prepares (section 4.2)."""
+        if slot.my_commit is not None or slot.pre_prepare is None or slot.batch is None:
+            return
+        digest = slot.pre_prepare.digest
+        matching = sorted(
+            (p for p in slot.prepares.values() if p.digest == digest), key=lambda p: p.replica
+        )
+        if len(matching) < self.prepare_quorum:
+            return
+        certificate = PreparedCertificate(
+            slot.pre_prepare, tuple(matching[: self.prepare_quorum]), slot.batch
+        )
+        commit = self._sign(Commit(self.view, seq, digest, self.id, b""))
+        out.persist.append(CommitRecord(commit, certificate))
+        out.broadcast(commit)
+        self.prepared[seq] = certificate
+        slot.my_commit = commit
+        slot.commits[self.id] = commit
+        self._check_committed(seq, slot, out)
+
+    def _on_commit(self, commit: Commit, out: Output) -> None:
+        if not self._accepts_view(commit.view) or commit.replica == self.id:
+            return
+        if not self._in_window(commit.seq):
+            return
+        slot = self._slot(commit.seq)
+        if commit.replica in slot.commits:
+            return
+        self.verifier.signed(commit)
+        slot.commits[commit.replica] = commit
+        self._check_committed(commit.seq, slot, out)
+
+    def _check_committed(self, seq: SeqNo, slot: Slot, out: Output) -> None:
+        """committed-local(m, v, n, i): prepared and 2f + 1 matching commits (section 4.2)."""
+        if slot.committed or slot.my_commit is None or slot.batch is None:
+            return
+        digest = slot.my_commit.digest
+        matching = sorted(
+            (c for c in slot.commits.values() if c.digest == digest), key=lambda c: c.replica
+        )
+        if len(matching) < self.commit_quorum:
+            return
+        slot.committed = True
+        if seq > self.last_delivered:
+            certificate = CommitCertificate(
+                slot.batch.header, tuple(matching[: self.commit_quorum])
+            )
+            self.committed[seq] = (slot.batch, certificate)
+            self._deliver_ready(out)
+
+    def _deliver_ready(self, out: Output) -> None:
+        """Execute in sequence-number order (section 4.2): deliver each decided block once."""
+        while (seq := SeqNo(self.last_delivered + 1)) in self.committed:
+            batch, certificate = self.committed.pop(seq)
+            block = block_of(batch, self.last_block_hash, self.last_block_time_ms)
+            out.deliver.append(CommittedBlock(block, certificate))
+            self._record_delivery(block)
+            if batch.transactions:
+                self.view_change_timeout_ms = self.params.view_change_timeout_ms
+
+    def _record_delivery(self, block: Block) -> None:
+        header = block.header
+        self.last_delivered = header.height
+        self.last_block_hash = block.hash
+        self.last_block_time_ms = header.time_ms
+        self._delivered_meta[header.height] = (self.last_block_hash, header.time_ms)
+        for tx in block.transactions:
+            self.pool.mark_delivered(tx.id, tx.body.expires_at_ms)
+        self.pool.forget_expired(header.time_ms)
+
+    # ------------------------------------------------------------ requests and proposals
+
+    def _on_requests(self, transactions: tuple[Any, ...], from_client: bool, out: Output) -> None:
+        relay = []
+        for tx in transactions:
+            tx_id = tx.id
+            if tx_id in self.pool or self.pool.is_delivered(tx_id):
+                continue
+            reason = self._request_problem(tx)
+            if reason is None and self.pool.is_full():
+                reason = "the request pool is full"
+            if reason is not None:
+                out.rejected.append(Rejected("request", None, f"{tx_id.hex()}: {reason}"))
+                continue
+            self.pool.add(tx_id, tx, self.now_ms)
+            if from_client:
+                relay.append(tx)
+        if relay:
+            out.broadcast(Requests(tuple(relay)))
+
+    def _request_problem(self, tx: Any) -> str | None:
+        if tx.body.chain_id != self.chain_id:
+            return f"transaction for chain {tx.body.chain_id!r}"
+        reason = check_lifetime(tx, self.now_ms, self.params.tx_lifetime_max_ms)
+        if reason is not None:
+            return reason
+        result: str | None = self.rules.validate_request(tx)
+        return result
+
+    def _maybe_propose(self, out: Output) -> None:
+        """The primary proposes while there are free requests and room in flight."""
+        if not self.active or not self.is_primary or self.diverged:
+            return
+        params = self.params
+        self.next_seq = SeqNo(max(self.next_seq, self.last_delivered + 1, self.stable_height + 1))
+        while (
+            self.next_seq <= self.last_delivered + params.in_flight_max
+            and self.next_seq <= self.stable_height + params.window_size
+        ):
+            candidates = self.pool.unassigned(params.batch_size_max)
+            if not candidates:
+                return
+            seq = self.next_seq
+            time_ms = max(self.now_ms, self._latest_time_before(seq) + 1)
+            batch, ids, expired = build_batch(
+                self.rules, candidates, (seq, self.view, time_ms, self.keys[self.id])
+            )
+            for tx_id in expired:
+                self.pool.drop(tx_id)
+            if not ids:
+                if not expired:
+                    return  # every free request expires too far ahead; wait for time to pass
+                continue
+            pre_prepare = self._sign(PrePrepare(self.view, seq, batch.digest, self.id, b""))
+            proposal = Proposal(pre_prepare, batch)
+            out.persist.append(proposal)
+            out.broadcast(proposal)
+            self.next_seq = SeqNo(seq + 1)
+            self._accept_batch(seq, pre_prepare, batch, ids, out)
+
+    def _latest_time_before(self, seq: int) -> int:
+        latest = self.last_block_time_ms
+        for other, slot in self.slots.items():
+            if other < seq and slot.batch is not None:
+                latest = max(latest, slot.batch.header.time_ms)
+        return latest
+
+    # ------------------------------------------------------------ checkpoints (4.3)
+
+    def _on_executed(self, executed: Executed, out: Output) -> None:
+        height = executed.height
+        assert height == self.executed + 1, f"executed {height} after {self.executed}"
+        self.executed = height
+        block_hash, time_ms = self._delivered_meta.pop(height)
+        if height % self.params.checkpoint_interval:
+            return
+        checkpoint = Checkpoint(
+            self.chain_id,
+            height,
+            block_hash,
+            executed.state_root,
+            executed.log_size,
+            executed.log_root,
+            time_ms,
+        )
+        if self.stable is not None and height == self.stable_height:
+            if self.stable.checkpoint != checkpoint:
+                self._diverge(height, "state differs from the stable checkpoint", out)
+            return
+        if height < self.stable_height:
+            return
+        self.own_checkpoints[height] = checkpoint
+        vote = CheckpointVote(checkpoint, self.id, self._signer.sign(checkpoint.signing_bytes()))
+        out.persist.append(vote)
+        out.broadcast(vote)
+        self.checkpoint_votes.setdefault(height, {})[self.id] = vote
+        self._check_stable(height, out)
+
+    def _on_checkpoint(self, vote: CheckpointVote, out: Output) -> None:
+        height = vote.checkpoint.height
+        if height <= self.stable_height or vote.replica == self.id:
+            return
+        if height > self.stable_height + 2 * self.params.window_size:
+            return  # far ahead: Status messages will lead to a fetch
+        votes = self.checkpoint_votes.setdefault(height, {})
+        if vote.replica in votes:
+            return
+        self.verifier.checkpoint_vote(vote)
+        votes[vote.replica] = vote
+        self._check_stable(height, out)
+
+    def _check_stable(self, height: int, out: Output) -> None:
+        votes = self.checkpoint_votes.get(height, {})
+        tally = Counter(vote.checkpoint for vote in votes.values())
+        for checkpoint, count in tally.items():
+            if count < self.quorum:
+                continue
+            mine = self.own_checkpoints.get(height)
+            if mine is not None and mine != checkpoint:
+                self._diverge(height, "a quorum signed a different checkpoint", out)
+                return
+            endorsements = tuple(
+                Endorsement(self.keys[replica], vote.signature)
+                for replica, vote in sorted(votes.items())
+                if vote.checkpoint == checkpoint
+            )[: self.quorum]
+            self._adopt_stable(CheckpointCertificate(checkpoint, endorsements), out)
+            return
+
+    def _adopt_stable(self, certificate: CheckpointCertificate, out: Output) -> None:
+        """A stable checkpoint: garbage-collect the log below it (section 4.3)."""
+        height = certificate.checkpoint.height
+        if height <= self.stable_height:
+            return
+        self.stable = certificate
+        out.persist.append(certificate)
+        out.notices.append(StableCheckpoint(certificate))
+        for table in (self.slots, self.prepared, self.committed):
+            for seq in [s for s in table if s <= height]:
+                del table[seq]
+        for old in [h for h in self.checkpoint_votes if h <= height]:
+            del self.checkpoint_votes[old]
+        for old in [h for h in self.own_checkpoints if h < height]:
+            del self.own_checkpoints[old]
+        if height > self.last_delivered:
+            signers = [self.keys.index(e.signer) for e in certificate.endorsements]
+            self._fetch_from(ReplicaId(signers[self.last_delivered % len(signers)]), out)
+
+    def _diverge(self, height: int, reason: str, out: Output) -> None:
+        self.diverged = True
+        self.marks["diverged"] += 1
+        out.notices.append(Diverged(height, reason))
+
+    # ------------------------------------------------------------ view change (4.4)
+
+    def _enter_view_change(self, view: View, out: Output) -> None:
+        if view <= self.view:
+            return
+        self.view = view
+        self.active = False
+        self.view_change_quorum_seen = False
+        self.view_change_deadline_ms = self.now_ms + self.view_change_timeout_ms
+        self.new_view_message = None
+        self.slots.clear()
+        self.pool.clear_batches()
+        prepared = tuple(self.prepared[seq] for seq in sorted(self.prepared))
+        message = self._sign(ViewChange(view, self.stable, prepared, self.id, b""))
+        self.my_view_changes[view] = message
+        for old in sorted(self.my_view_changes)[:-VIEW_CHANGES_KEPT]:
+            del self.my_view_changes[old]
+        self._forget_view_changes_below(view)
+        self.view_changes.setdefault(view, {})[self.id] = message
+        out.persist.append(message)
+        out.broadcast(message)
+        out.notices.append(ViewChanged(view, active=False))
+        self._view_change_progress(out)
+
+    def _on_view_change(self, message: ViewChange, out: Output) -> None:
+        if message.replica == self.id:
+            return
+        if message.new_view < self.view or (message.new_view == self.view and self.active):
+            # Old news. If it is for the view we run, its sender missed our NewView: resend
+            # that (a NewView never prompts an answer, so this cannot loop between replicas).
+            if message.new_view == self.view:
+                self._help_laggard(message.replica, message.new_view, out)
+            return
+        if message.new_view > self.view + VIEW_AHEAD_MAX:
+            raise PeerError(f"view change for view {message.new_view}, far beyond {self.view}")
+        received = self.view_changes.setdefault(message.new_view, {})
+        if message.replica in received:
+            return
+        self.verifier.view_change(message, self.params.window_size)
+        received[message.replica] = message
+        self._view_change_progress(out)
+
+    def _help_laggard(self, replica: ReplicaId, their_view: int, out: Output) -> None:
+        """A peer is in an older view (its Status says so): give it what lets it catch up.
+
+        If we run a view, its NewView (the peer may have missed it). If we are
+        ourselves changing view, our ViewChange for the peer's view, which it may
+        need to complete that view, and our current one, so it sees where we are.
+        """
+        if self.active:
+            if self.new_view_message is not None:
+                self.marks["new_view_resent_to_laggard"] += 1
+                out.send.append((replica, self.new_view_message))
+            return
+        older = self.my_view_changes.get(View(their_view))
+        if older is not None:
+            self.marks["old_view_change_resent_to_laggard"] += 1
+            out.send.append((replica, older))
+        current = self.my_view_changes.get(self.view)
+        if current is not None:
+            out.send.append((replica, current))
+
+    def _view_change_progress(self, out: Output) -> None:
+        ahead: dict[ReplicaId, View] = {}
+        for view, received in self.view_changes.items():
+            if view > self.view:
+                for replica in received:
+                    ahead[replica] = max(view, ahead.get(replica, view))
+        if len(ahead) > self.f:
+            # f + 1 replicas are past our view, so at least one honest one is: join them
+            # at the highest view that f + 1 of them have reached (section 4.5.2).
+            self.marks["joined_view_change_of_f_plus_one"] += 1
+            self._enter_view_change(sorted(ahead.values(), reverse=True)[self.f], out)
+            return
+        supporters = self.view_changes.get(self.view, {})
+        if self.active or len(supporters) < self.quorum:
+            return
+        first_time = not self.view_change_quorum_seen
+        self.view_change_quorum_seen = True
+        if self.is_primary and first_time:
+            chosen = [supporters[r] for r in sorted(supporters)][: self.quorum]
+            self._send_new_view(chosen, out)
+
+    def _forget_view_changes_below(self, view: View) -> None:
+        for old in [v for v in self.view_changes if v < view]:
+            del self.view_changes[old]
+
+    def _send_new_view(self, view_changes: list[ViewChange], out: Output) -> None:
+        plan = plan_new_view(self.chain_id, self.view, self.keys[self.id], view_changes)
+        pre_prepares = tuple(
+            self._sign(PrePrepare(self.view, SeqNo(b.header.height), b.digest, self.id, b""))
+            for b in plan.batches
+        )
+        message = self._sign(NewView(self.view, tuple(view_changes), pre_prepares, self.id, b""))
+        out.broadcast(message)
+        self._install_new_view(message, plan, out)
+
+    def _on_new_view(self, message: NewView, out: Output) -> None:
+        view = message.view
+        if view < self.view or (view == self.view and self.active) or message.replica == self.id:
+            return
+        if message.replica != self.primary_of(view):
+            raise PeerError(f"new-view for view {view} from a replica that is not its primary")
+        self.verifier.signed(message)
+        senders = {m.replica for m in message.view_changes}
+        if len(senders) != len(message.view_changes) or len(senders) < self.quorum:
+            raise PeerError(f"new-view for view {view} lacks {self.quorum} distinct view changes")
+        for view_change in message.view_changes:
+            if view_change.new_view != view:
+                raise PeerError(f"new-view for view {view} holds a view change for another view")
+            self.verifier.view_change(view_change, self.params.window_size)
+        plan = plan_new_view(self.chain_id, view, self.keys[message.replica], message.view_changes)
+        expected = [(b.header.height, b.digest) for b in plan.batches]
+        if [(p.seq, p.digest) for p in message.pre_prepares] != expected:
+            raise PeerError(f"new-view for view {view} does not carry the prepared batches")
+        for pre_prepare in message.pre_prepares:
+            if pre_prepare.view != view or pre_prepare.replica != message.replica:
+                raise PeerError(f"new-view for view {view} holds a foreign pre-prepare")
+            self.verifier.signed(pre_prepare)
+        self._install_new_view(message, plan, out)
+
+    def _install_new_view(self, message: NewView, plan: NewViewPlan, out: Output) -> None:
+        self.view = message.view
+        self.active = True
+        self.view_change_deadline_ms = None
+        self.new_view_message = message
+        self.slots.clear()
+        self.pool.clear_batches()
+        self._forget_view_changes_below(View(self.view + 1))
+        out.persist.append(message)
+        out.notices.append(ViewChanged(self.view, active=True))
+        if plan.stable is not None:
+            self._adopt_stable(plan.stable, out)
+        carried = False
+        for pre_prepare, batch in zip(message.pre_prepares, plan.batches, strict=True):
+            if pre_prepare.seq <= self.stable_height:
+                continue
+            carried = carried or bool(batch.transactions)
+            ids = [tx.id for tx in batch.transactions]
+            self._accept_batch(pre_prepare.seq, pre_prepare, batch, ids, out)
+        if carried:
+            self.marks["prepared_batch_carried_into_new_view"] += 1
+        self.next_seq = SeqNo(max(plan.min_s + len(plan.batches), self.last_delivered) + 1)
+        self.pool.restart_timers(self.now_ms)
+
+    # ------------------------------------------------------------ catch-up and status
+
+    def _on_status(self, status: Status, out: Output) -> None:
+        if status.replica == self.id:
+            return
+        self.verifier.signed(status)
+        self.peer_status[status.replica] = status
+        if status.view < self.view:
+            self._help_laggard(status.replica, status.view, out)
+        if status.executed_height > self.last_delivered:
+            self._fetch_from(status.replica, out)
+
+    def _fetch_from(self, peer: ReplicaId, out: Output) -> None:
+        if self.fetching is not None or peer == self.id:
+            return
+        self.fetching = (peer, self.now_ms + self.params.fetch_timeout_ms)
+        out.fetch.append(Fetch(peer, self.last_delivered + 1))
+
+    def _on_blocks_fetched(self, fetched: BlocksFetched, out: Output) -> None:
+        if self.fetching is None or self.fetching[0] != fetched.peer:
+            return  # unsolicited or late
+        self.fetching = None
+        certificate = fetched.certificate
+        if certificate is not None:
+            self.verifier.certificate(certificate)
+        start = self.last_delivered + 1
+        check_fetched_chain(
+            self.verifier,
+            fetched.blocks,
+            start,
+            (self.last_block_hash, self.last_block_time_ms),
+            certificate,
+        )
+        for committed in fetched.blocks:
+            out.deliver.append(committed)
+            self._record_delivery(committed.block)
+        for seq in [s for s in self.committed if s <= self.last_delivered]:
+            del self.committed[seq]
+        self.marks["state_transfer"] += 1
+        out.notices.append(CatchUp(fetched.peer, start, self.last_delivered))
+        if certificate is not None:
+            self._adopt_stable(certificate, out)
+        self._deliver_ready(out)
+
+    # ------------------------------------------------------------ timers
+
+    def _on_tick(self, out: Output) -> None:
+        now = self.now_ms
+        params = self.params
+        if self.fetching is not None and now >= self.fetching[1]:
+            self.fetching = None
+        deadline = self.view_change_deadline_ms
+        if not self.active and deadline is not None and now >= deadline:
+            self._on_view_change_timeout(out)
+        elif self.active and self._request_overdue():
+            self._enter_view_change(View(self.view + 1), out)
+        if now >= self.next_resend_ms:
+            self.next_resend_ms = now + params.resend_interval_ms
+            self._resend(out)
+        if now >= self.next_status_ms:
+            self.next_status_ms = now + params.status_interval_ms
+            status = Status(self.view, self.executed, self.stable_height, self.id, b"")
+            out.broadcast(self._sign(status))
+
+    def _on_view_change_timeout(self, out: Output) -> None:
+        if not self.view_change_quorum_seen:
+            # Too few peers have joined this view change for a new view to be possible yet:
+            # wait again rather than run ahead alone, and repeat our ViewChange.
+            self.view_change_deadline_ms = self.now_ms + self.view_change_timeout_ms
+            own = self.my_view_changes.get(self.view)
+            if own is not None:
+                out.broadcast(own)
+            return
+        # 2f + 1 replicas want this view but its NewView did not come: try the next one,
+        # waiting longer (section 4.5.2).
+        self.marks["view_change_timeout_doubled"] += 1
+        self.view_change_timeout_ms = min(
+            2 * self.view_change_timeout_ms, self.params.view_change_timeout_max_ms
+        )
+        self._enter_view_change(View(self.view + 1), out)
+
+    def _request_overdue(self) -> bool:
+        oldest = self.pool.oldest_arrival_ms()
+        if oldest is None or self.now_ms - oldest < self.params.request_timeout_ms:
+            return False
+        # A replica that is behind sees requests others have ordered long ago: catch up first.
+        behind = self.fetching is not None or any(
+            s.executed_height > self.last_delivered for s in self.peer_status.values()
+        )
+        return not behind
+
+    def _resend(self, out: Output) -> None:
+        """Links lose messages: repeat our own part of every unfinished step."""
+        if not self.active:
+            own = self.my_view_changes.get(self.view)
+            if own is not None:
+                out.broadcast(own)
+            return
+        for slot in self.slots.values():
+            if self.is_primary and slot.pre_prepare is not None and slot.batch is not None:
+                out.broadcast(Proposal(slot.pre_prepare, slot.batch))
+            if slot.my_prepare is not None:
+                out.broadcast(slot.my_prepare)
+            if slot.my_commit is not None:
+                out.broadcast(slot.my_commit)
+        latest = max((h for h in self.own_checkpoints if h > self.stable_height), default=None)
+        if latest is not None:
+            vote = self.checkpoint_votes.get(latest, {}).get(self.id)
+            if vote is not None:
+                out.broadcast(vote)
+
+    # ------------------------------------------------------------ helpers
+
+    def _accepts_view(self, view: int) -> bool:
+        return view == self.view and self.active
+
+    def _in_window(self, seq: int) -> bool:
+        """h < n <= H (section 4.2): below is stale, above is refused until the log moves."""
+        if seq <= max(self.stable_height, 0):
+            return False
+        if seq > self.stable_height + self.params.window_size:
+            raise PeerError(f"seq {seq} is outside the window above {self.stable_height}")
+        return True
+
+    def _slot(self, seq: SeqNo) -> Slot:
+        slot = self.slots.get(seq)
+        if slot is None:
+            slot = self.slots[seq] = Slot()
+        return slot
+
+    def _sign(self, message: S) -> S:
+        signature = self._signer.sign(signing_bytes(self.chain_id, message))
+        return dataclasses.replace(message, signature=signature)
+
+    # ------------------------------------------------------------ recovery
+
+    def _restore(self, restored: Restored) -> None:
+        restore_into(self, restored)
+
+
+def _kind(event: Event) -> str:
+    if isinstance(event, MessageReceived):
+        return type(event.message).__name__
+    return type(event).__name__
+
+
+def _sender(event: Event) -> int | None:
+    if isinstance(event, MessageReceived):
+        replica = getattr(event.message, "replica", None)
+        return replica if isinstance(replica, int) else None
+    if isinstance(event, BlocksFetched):
+        return event.peer
+    return None

@@ -1,0 +1,115 @@
+"""A simulated machine: one replica, its disk, its executor, and what it may do wrong.
+
+The disk holds exactly what a real node keeps durably: the write-ahead
+records, the delivered blocks, the stable certificates and the executed
+state. A crash discards the replica object (its memory); a restart builds a
+new one from the disk. A crash "mid-step" keeps only a prefix of the records
+the step wanted persisted and none of what it wanted to send or execute, which
+is what a power cut between a write and its fsync does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from enum import Enum
+
+from consensus.events import CommittedBlock, Executed, PersistItem, Restored
+from consensus.fetching import select_fetch_answer
+from consensus.recovery import compact
+from consensus.replica import GENESIS_HASH, Replica
+from ledger.checkpoint import CheckpointCertificate
+from ledger.encoding import encode
+from ledger.merkle import MerkleLog, leaf_hash
+
+
+class Behaviour(Enum):
+    HONEST = "honest"
+    TWIN = "twin"
+    """Two copies of one replica (same key) in different partitions."""
+    EQUIVOCATE = "equivocate"
+    """As primary, sends different batches for one sequence number to two halves."""
+    FORGE = "forge"
+    """Injects forged, replayed, tampered and out-of-window messages."""
+    WRONG_CHECKPOINT = "wrong_checkpoint"
+    """Signs checkpoints with a wrong state root."""
+    SILENT = "silent"
+    """Runs but sends nothing."""
+
+
+class AppState:
+    """The simulated application: a hash chain over executed transaction ids.
+
+    Execution is deterministic and skips a transaction whose id it has executed
+    before, as the real executor does; `duplicates_skipped` counts those.
+    """
+
+    __slots__ = ("applied", "duplicates_skipped", "executed_height", "log", "state_root")
+
+    def __init__(self) -> None:
+        self.state_root = bytes(32)
+        self.applied: set[bytes] = set()
+        self.log = MerkleLog()
+        self.executed_height = 0
+        self.duplicates_skipped = 0
+
+    def execute(self, committed: CommittedBlock) -> Executed:
+        block = committed.block
+        for tx in block.transactions:
+            self.log.append(leaf_hash(encode(tx)))
+            tx_id = tx.id
+            if tx_id in self.applied:
+                self.duplicates_skipped += 1
+                continue
+            self.applied.add(tx_id)
+            self.state_root = hashlib.sha256(self.state_root + tx_id).digest()
+        self.executed_height = block.header.height
+        return Executed(block.header.height, self.state_root, self.log.size, self.log.root())
+
+
+@dataclass(slots=True)
+class Disk:
+    records: list[PersistItem] = field(default_factory=list)
+    blocks: dict[int, CommittedBlock] = field(default_factory=dict)
+    certificates: dict[int, CheckpointCertificate] = field(default_factory=dict)
+    app: AppState = field(default_factory=AppState)
+
+    def restored(self) -> Restored:
+        height = self.app.executed_height
+        if height == 0:
+            last_hash, last_time = GENESIS_HASH, 0
+        else:
+            header = self.blocks[height].block.header
+            last_hash, last_time = self.blocks[height].block.hash, header.time_ms
+        self.records = compact(self.records)
+        return Restored(height, last_hash, last_time, tuple(self.records))
+
+    def serve_fetch(
+        self, from_height: int, chunk_max: int
+    ) -> tuple[CheckpointCertificate | None, tuple[CommittedBlock, ...]] | None:
+        """Consecutive blocks from `from_height`, each proven by a certificate (see the node)."""
+        return select_fetch_answer(self.blocks, self.certificates, from_height, chunk_max)
+
+
+@dataclass(slots=True)
+class Host:
+    index: int
+    replica_id: int
+    behaviour: Behaviour
+    disk: Disk = field(default_factory=Disk)
+    replica: Replica | None = None
+    skew_ms: int = 0
+    crash_mid_step: bool = False
+    tick_at: int = -1
+    """Global time of the earliest Tick scheduled for this host (-1: none)."""
+    heard: list[object] = field(default_factory=list)
+    """Recent messages from others (a forger replays and tampers with them)."""
+    restarts: int = 0
+
+    @property
+    def up(self) -> bool:
+        return self.replica is not None
+
+    @property
+    def honest(self) -> bool:
+        return self.behaviour is Behaviour.HONEST

@@ -1,0 +1,60 @@
+"""The new primary's choice of batches (PBFT section 4.4, "new-view").
+
+Rule: from 2f + 1 valid ViewChange messages, min-s is the latest stable
+checkpoint among them and max-s the highest prepared sequence number; every
+sequence number in between gets the batch of the prepared certificate with
+the highest view (a batch that might have committed anywhere is prepared in
+at least one of any 2f + 1 replicas, so it is carried over), or a null batch
+when none prepared it. Backups recompute this from the same messages and
+accept the NewView only if it matches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from consensus.messages import Batch, PreparedCertificate, ViewChange, null_batch
+from consensus.types import SeqNo, View
+from ledger.checkpoint import CheckpointCertificate
+
+
+@dataclass(frozen=True, slots=True)
+class NewViewPlan:
+    stable: CheckpointCertificate | None
+    """The certificate of min-s (None: min-s is genesis)."""
+    batches: tuple[Batch, ...]
+    """The batches for min-s + 1 ... max-s, in order."""
+
+    @property
+    def min_s(self) -> int:
+        return 0 if self.stable is None else self.stable.checkpoint.height
+
+
+def plan_new_view(
+    chain_id: str, view: View, primary_key: bytes, view_changes: Sequence[ViewChange]
+) -> NewViewPlan:
+    stable: CheckpointCertificate | None = None
+    for message in view_changes:
+        if message.stable is not None and (
+            stable is None or message.stable.checkpoint.height > stable.checkpoint.height
+        ):
+            stable = message.stable
+    min_s = 0 if stable is None else stable.checkpoint.height
+    highest: dict[int, PreparedCertificate] = {}
+    for message in view_changes:
+        for certificate in message.prepared:
+            seq = certificate.pre_prepare.seq
+            if seq <= min_s:
+                continue
+            known = highest.get(seq)
+            if known is None or certificate.pre_prepare.view > known.pre_prepare.view:
+                highest[seq] = certificate
+    max_s = max(highest, default=min_s)
+    batches = tuple(
+        highest[seq].batch
+        if seq in highest
+        else null_batch(chain_id, SeqNo(seq), view, primary_key)
+        for seq in range(min_s + 1, max_s + 1)
+    )
+    return NewViewPlan(stable, batches)
