@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from consensus.events import CommitRecord, PersistItem, Restored
 from consensus.messages import CheckpointVote, NewView, Prepare, Proposal, ViewChange
 from consensus.types import SeqNo, View
-from consensus.view_change import plan_new_view
+from consensus.view_change import VIEW_CHANGES_KEPT, plan_new_view
 from ledger.checkpoint import CheckpointCertificate
 
 if TYPE_CHECKING:
@@ -59,9 +59,9 @@ def _view_of(item: PersistItem) -> int:
 def compact(items: Iterable[PersistItem]) -> list[PersistItem]:
     """The records a restart still needs; the rest may be deleted.
 
-    Keeps the latest stable certificate, the latest NewView and ViewChange,
-    prepared certificates above the stable checkpoint, and the votes of the
-    latest view above it.
+    Keeps the latest stable certificate, the latest NewView, our ViewChanges
+    for views after it, prepared certificates above the stable checkpoint, and
+    the votes of the latest view above it.
     """
     items = list(items)
     certificates = [i for i in items if isinstance(i, CheckpointCertificate)]
@@ -69,10 +69,18 @@ def compact(items: Iterable[PersistItem]) -> list[PersistItem]:
     stable_height = 0 if stable is None else stable.checkpoint.height
     latest_view = max((_view_of(i) for i in items), default=0)
     kept: list[PersistItem] = [] if stable is None else [stable]
-    for kind in (NewView, ViewChange):
-        of_kind = [i for i in items if isinstance(i, kind)]
-        if of_kind:
-            kept.append(max(of_kind, key=_view_of))
+    new_views = [i for i in items if isinstance(i, NewView)]
+    latest_new_view = max(new_views, key=_view_of, default=None)
+    if latest_new_view is not None:
+        kept.append(latest_new_view)
+    # Our ViewChanges for views not yet installed: a peer still collecting for one of
+    # them may need ours re-sent, or it can never complete that view.
+    installed = 0 if latest_new_view is None else latest_new_view.view
+    pending = sorted(
+        (i for i in items if isinstance(i, ViewChange) and i.new_view > installed),
+        key=_view_of,
+    )
+    kept.extend(pending[-VIEW_CHANGES_KEPT:])
     for item in items:
         seq = record_seq(item)
         if seq is None or seq <= stable_height or isinstance(item, CheckpointCertificate):
@@ -118,23 +126,24 @@ def _restore_view(replica: Replica, records: tuple[PersistItem, ...]) -> None:
         default=0,
     )
     active_view = max(voted_view, 0 if latest_new_view is None else latest_new_view.view)
+    for change in own_changes:
+        if change.new_view > active_view:
+            replica.my_view_changes[change.new_view] = change
+    replica.new_view_message = latest_new_view
     if latest_change is not None and latest_change.new_view > active_view:
         replica.view = latest_change.new_view
         replica.active = False
-        replica.my_view_changes[latest_change.new_view] = latest_change
         replica.view_changes[latest_change.new_view] = {replica.id: latest_change}
         replica.marks["restored_during_view_change"] += 1
         return
     replica.view = View(active_view)
     replica.active = True
-    if latest_new_view is not None and latest_new_view.view == active_view:
-        replica.new_view_message = latest_new_view
 
 
 def _restore_slots(replica: Replica, records: tuple[PersistItem, ...]) -> None:
     view, stable_height = replica.view, replica.stable_height
     new_view = replica.new_view_message
-    if new_view is not None:
+    if new_view is not None and new_view.view == view:
         primary_key = replica.keys[new_view.replica]
         plan = plan_new_view(replica.chain_id, view, primary_key, new_view.view_changes)
         for pre_prepare, batch in zip(new_view.pre_prepares, plan.batches, strict=True):

@@ -76,7 +76,7 @@ from consensus.recovery import restore_into
 from consensus.slot import Slot
 from consensus.types import ReplicaId, SeqNo, View
 from consensus.verification import PeerError, Verifier
-from consensus.view_change import NewViewPlan, plan_new_view
+from consensus.view_change import VIEW_CHANGES_KEPT, NewViewPlan, plan_new_view
 from ledger.block import Block
 from ledger.checkpoint import Checkpoint, CheckpointCertificate, Endorsement
 from ledger.keys import VerifyFn
@@ -87,7 +87,6 @@ S = TypeVar("S", bound=Signed)
 GENESIS_HASH = EMPTY_ROOT
 VIEW_AHEAD_MAX = 1_000
 """ViewChanges for views further ahead than this are refused (they would pin memory)."""
-VIEW_CHANGES_KEPT = 4
 
 
 class Replica:
@@ -143,6 +142,7 @@ class Replica:
         """Our own recent ViewChanges, re-sent to peers still collecting for those views."""
         self.view_change_quorum_seen = False
         self.new_view_message: NewView | None = None
+        """The NewView of the last view installed (kept during a later view change)."""
         self.view_change_timeout_ms = self.params.view_change_timeout_ms
         self.view_change_deadline_ms: int | None = None
 
@@ -534,7 +534,6 @@ class Replica:
         self.active = False
         self.view_change_quorum_seen = False
         self.view_change_deadline_ms = self.now_ms + self.view_change_timeout_ms
-        self.new_view_message = None
         self.slots.clear()
         self.pool.clear_batches()
         prepared = tuple(self.prepared[seq] for seq in sorted(self.prepared))
@@ -570,14 +569,16 @@ class Replica:
     def _help_laggard(self, replica: ReplicaId, their_view: int, out: Output) -> None:
         """A peer is in an older view (its Status says so): give it what lets it catch up.
 
-        If we run a view, its NewView (the peer may have missed it). If we are
-        ourselves changing view, our ViewChange for the peer's view, which it may
-        need to complete that view, and our current one, so it sees where we are.
+        The NewView of the last view we installed, if the peer has not reached it
+        (it may have missed it). If we are ourselves changing view, also our
+        ViewChange for the peer's view, which it may need to complete that view,
+        and our current one, so it sees where we are.
         """
+        installed = self.new_view_message
+        if installed is not None and installed.view >= their_view:
+            self.marks["new_view_resent_to_laggard"] += 1
+            out.send.append((replica, installed))
         if self.active:
-            if self.new_view_message is not None:
-                self.marks["new_view_resent_to_laggard"] += 1
-                out.send.append((replica, self.new_view_message))
             return
         older = self.my_view_changes.get(View(their_view))
         if older is not None:
@@ -654,6 +655,8 @@ class Replica:
         self.slots.clear()
         self.pool.clear_batches()
         self._forget_view_changes_below(View(self.view + 1))
+        for old in [v for v in self.my_view_changes if v <= self.view]:
+            del self.my_view_changes[old]
         out.persist.append(message)
         out.notices.append(ViewChanged(self.view, active=True))
         if plan.stable is not None:

@@ -18,6 +18,9 @@ from consensus.messages import Batch, PreparedCertificate, ViewChange, null_batc
 from consensus.types import SeqNo, View
 from ledger.checkpoint import CheckpointCertificate
 
+VIEW_CHANGES_KEPT = 16
+"""Own ViewChanges kept for views not yet installed (re-sent to peers that lack them)."""
+
 
 @dataclass(frozen=True, slots=True)
 class NewViewPlan:

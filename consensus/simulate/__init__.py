@@ -3,6 +3,6 @@
 `python -m consensus.simulate --help` runs it; `run(SimConfig(seed=...))` runs one seed.
 """
 
-from consensus.simulate.world import RunResult, SimConfig, run
+from consensus.simulate.world import RunResult, Scripted, SimConfig, run
 
-__all__ = ["RunResult", "SimConfig", "run"]
+__all__ = ["RunResult", "Scripted", "SimConfig", "run"]

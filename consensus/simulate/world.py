@@ -60,9 +60,25 @@ CHAIN_ID = "sim"
 FETCH_CHUNK_MAX = 32
 TICK_GAP_MIN_MS = 5
 CHECK_INTERVAL_MS = 250
+EVENTS_MAX = 2_000_000
+"""A run that needs more events than this is a message storm: reported as a liveness failure."""
 
 # Event kinds in the queue.
-DELIVER, TICK, SUBMIT, FAULT, RESTART, FETCH, ANSWER, HEAL, CHECK, UNBLOCK = range(10)
+DELIVER, TICK, SUBMIT, FAULT, RESTART, FETCH, ANSWER, HEAL, CHECK, UNBLOCK, SCRIPTED = range(11)
+
+
+@dataclass(frozen=True, slots=True)
+class Scripted:
+    """One fault of a scripted scenario: at `at_ms`, do `action` to `hosts`.
+
+    Actions: "crash" (between steps), "crash_mid_step" (inside the host's next
+    step, losing its unsynced tail), "restart", "isolate" (cut the hosts from
+    all others), "partition" (cut the hosts from the rest), "heal_links".
+    """
+
+    at_ms: int
+    action: str
+    hosts: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +86,16 @@ class SimConfig:
     seed: int
     nodes: int = 4
     faults: str = "swarm"
+    """"none", "swarm" (faults chosen by the seed) or "scripted" (`script` only)."""
     byzantine: int = 0
     real_crypto: bool = False
     liveness_bound_ms: int = 60_000
     replica_class: type[Replica] = Replica
+    script: tuple[Scripted, ...] = ()
+    heal_at_ms: int = 0
+    """For scripted runs: when the network heals and liveness starts to count."""
+    behaviours: tuple[tuple[int, str], ...] = ()
+    """Explicit Byzantine replicas as (replica id, behaviour value); overrides `byzantine`."""
 
 
 @dataclass(slots=True)
@@ -172,9 +194,15 @@ class World:
         n = self.config.nodes
         byzantine = rng.shuffled(range(n))[: self.config.byzantine]
         choices = [b for b in Behaviour if b is not Behaviour.HONEST]
+        chosen = {r: Behaviour(b) for r, b in self.config.behaviours}
         self.hosts: list[Host] = []
         for replica_id in range(n):
-            behaviour = rng.choice(choices) if replica_id in byzantine else Behaviour.HONEST
+            if self.config.behaviours:
+                behaviour = chosen.get(replica_id, Behaviour.HONEST)
+            elif replica_id in byzantine:
+                behaviour = rng.choice(choices)
+            else:
+                behaviour = Behaviour.HONEST
             self.hosts.append(Host(len(self.hosts), replica_id, behaviour))
             if behaviour is Behaviour.TWIN:
                 self.hosts.append(Host(len(self.hosts), replica_id, behaviour))
@@ -216,6 +244,11 @@ class World:
             if "duplicate" in self.faults_enabled:
                 self.duplicate_probability = rng.choice([0.02, 0.1])
             self._push(rng.between(50, 500), FAULT, None, None)
+            self._push(self.heal_at_ms, HEAL, None, None)
+        elif self.config.faults == "scripted":
+            self.heal_at_ms = self.config.heal_at_ms
+            for fault in self.config.script:
+                self._push(fault.at_ms, SCRIPTED, fault, None)
             self._push(self.heal_at_ms, HEAL, None, None)
         count = rng.between(10, 40)
         self.transactions: list[Transaction] = []
@@ -265,10 +298,16 @@ class World:
             HEAL: self._on_heal,
             CHECK: self._on_check,
             UNBLOCK: self._on_unblock,
+            SCRIPTED: self._on_scripted,
         }
+        events = 0
         while self.queue and not self.finished:
             at, _, kind, a, b = heapq.heappop(self.queue)
             if at > end:
+                break
+            events += 1
+            if events > EVENTS_MAX:
+                self.liveness_failure = f"liveness: more than {EVENTS_MAX} events by t={at}ms"
                 break
             self.now = at
             self.trace.update(b"%d:%d:" % (at, kind))
@@ -558,6 +597,29 @@ class World:
         host = rng.choice([h for h in self.hosts if h.honest])
         host.skew_ms = rng.between(-bound, bound)
         self.marks["fault_clock_skew"] += 1
+
+    def _on_scripted(self, fault: Scripted, _: Any) -> None:
+        everyone = [h.index for h in self.hosts]
+        if fault.action in ("isolate", "partition"):
+            rest = [h for h in everyone if h not in fault.hosts]
+            for a in fault.hosts:
+                others = rest if fault.action == "partition" else [h for h in everyone if h != a]
+                for b in others:
+                    self.blocked.update({(a, b), (b, a)})
+            return
+        if fault.action == "heal_links":
+            self.blocked.clear()
+            return
+        for index in fault.hosts:
+            host = self.hosts[index]
+            if fault.action == "crash":
+                self._crash(host)
+            elif fault.action == "crash_mid_step":
+                host.crash_mid_step = True
+            elif fault.action == "restart":
+                self._on_restart(index, None)
+            else:
+                raise ValueError(f"unknown scripted action {fault.action!r}")
 
     def _on_heal(self, _: Any, __: Any) -> None:
         self.healed = True
