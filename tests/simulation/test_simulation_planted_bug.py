@@ -1,8 +1,8 @@
 """The simulator catches a broken quorum rule: a replica that commits on 2f commits."""
 
+from consensus.replica import Replica
 from consensus.simulate import SimConfig
 from consensus.simulate.runner import run_many
-from consensus.replica import Replica
 
 
 class CommitsOnTwoF(Replica):
