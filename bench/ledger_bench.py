@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ledger import smt
+from ledger.encoding import encode
 from ledger.keys import PrivateKey
 from ledger.merkle import MerkleLog, leaf_hash, verify_inclusion
 from ledger.tx import Transaction, TransactionBody, sign_transaction
@@ -85,11 +87,57 @@ def bench_merkle(leaves: int, proofs: int) -> dict[str, object]:
     }
 
 
+SMT_BATCH = 1000
+SMT_PROOFS = 10_000
+
+
+def bench_smt(keys: int) -> dict[str, object]:
+    """The state tree: `keys` inserted in batches of SMT_BATCH, then changed, proved, verified."""
+    tree = smt.SparseMerkleTree(smt.MemorySmtNodeStore())
+    items = [(i.to_bytes(8, "big"), os.urandom(32)) for i in range(keys)]
+    batches = [dict(items[i : i + SMT_BATCH]) for i in range(0, keys, SMT_BATCH)]
+    insert_s = timed(lambda: [tree.update(batch) for batch in batches])
+    rng = random.Random(7)
+    changed = [
+        {items[i][0]: os.urandom(32) for i in rng.sample(range(keys), min(keys, SMT_BATCH))}
+        for _ in range(10)
+    ]
+    change_s = timed(lambda: [tree.update(batch) for batch in changed])
+    for batch in changed:
+        items.extend(batch.items())  # later pairs win below: the values now in the tree
+    current = dict(items)
+    root = tree.root
+    picks = rng.sample(sorted(current), min(keys, SMT_PROOFS))
+    built: list[smt.SmtProof] = []
+    build_s = timed(lambda: built.extend(tree.prove(key) for key in picks))
+
+    def verify_all() -> None:
+        for key, proof in zip(picks, built, strict=True):
+            smt.verify_inclusion(root, key, current[key], proof)
+
+    verify_s = timed(verify_all)
+    sizes = [len(encode(proof)) for proof in built] or [0]
+    depths = [len(proof.siblings) for proof in built] or [0]
+    return {
+        "keys": keys,
+        "batch_keys": SMT_BATCH,
+        "insert": rate(keys, insert_s),
+        "update_existing": rate(sum(map(len, changed)), change_s),
+        "inclusion_proof_build": rate(len(picks), build_s),
+        "inclusion_proof_verify": rate(len(picks), verify_s),
+        "proof_siblings_mean": round(sum(depths) / len(depths), 2),
+        "proof_siblings_max": max(depths),
+        "proof_bytes_mean": round(sum(sizes) / len(sizes), 1),
+        "proof_bytes_max": max(sizes),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--transactions", type=int, default=10_000)
     parser.add_argument("--leaves", type=int, default=1_000_000)
     parser.add_argument("--proofs", type=int, default=10_000)
+    parser.add_argument("--smt-keys", type=int, default=100_000)
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "out" / "ledger.json")
     args = parser.parse_args()
     figures = {
@@ -100,6 +148,7 @@ def main() -> None:
         },
         "transactions": bench_transactions(args.transactions),
         "merkle": bench_merkle(args.leaves, args.proofs),
+        "smt": bench_smt(args.smt_keys),
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(figures, indent=2) + "\n")

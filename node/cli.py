@@ -1,12 +1,38 @@
-"""`notarychain-node`: the operator's command line."""
+"""`notarychain-node`: the operator's command line (also `python -m node`).
+
+Every failure an operator can cause (a bad flag, a missing key, a corrupt
+config, a genesis that does not match) ends with one line on stderr saying
+what is wrong and a non-zero exit status, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from ledger import __version__
+from ledger.errors import LedgerError
+from node.app import StartupError, run_until_signal
+from node.config import ConfigError, load_node_config
+from node.families import code_hashes
+from node.logs import configure
+from node.material import InstitutionSpec, MaterialError, create_consortium
+from node.up import run_up
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+def _institution(text: str) -> tuple[str, str]:
+    name, sep, role = text.partition(":")
+    if not sep or not name or role not in ("notary", "enterprise", "observer"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected NAME:ROLE with ROLE notary, enterprise or observer"
+        )
+    return name, role
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,7 +41,61 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a Notary chain node: one per institution of the consortium.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    init = commands.add_parser(
+        "init",
+        help="create the consortium's keys, certificates, genesis and node configs",
+        description=(
+            "Create a consortium: a CA, and for each institution its admin key, node key, "
+            "TLS certificate and node.toml, plus DIR/genesis.json. Keys are written 0600 and "
+            "encrypted when NOTARYCHAIN_KEY_PASSPHRASE is set."
+        ),
+        epilog=(
+            "example: notarychain-node init --out consortium --institution notary-office:notary "
+            "--institution acme:enterprise --institution globex:enterprise "
+            "--institution court:observer"
+        ),
+    )
+    init.add_argument("--out", type=Path, required=True, help="directory to create (must be empty)")
+    init.add_argument(
+        "--institution",
+        type=_institution,
+        action="append",
+        required=True,
+        metavar="NAME:ROLE",
+        help="an institution and its role (notary, enterprise, observer); repeat for each",
+    )
+    init.add_argument("--chain-id", help="chain id (default: notarychain-<unix time>)")
+    init.add_argument("--host", default="127.0.0.1", help="host every node listens on")
+    init.add_argument(
+        "--hosts", help="comma-separated host per institution, in order (overrides --host)"
+    )
+    init.add_argument("--base-port", type=int, default=7100, help="first API port (default 7100)")
+
+    run = commands.add_parser(
+        "run",
+        help="run one node",
+        description="Run one institution's node from its node.toml.",
+        epilog="example: notarychain-node run --config consortium/notary-office/node.toml",
+    )
+    run.add_argument("--config", type=Path, required=True, help="the node's node.toml")
+    run.add_argument("--log-format", choices=("json", "text"), help="override [log] format")
+
+    up = commands.add_parser(
+        "up",
+        help="start a local consortium for development (creates it if needed)",
+        description=(
+            "Create a local consortium in DIR if it is empty, start every node as its own "
+            "process, wait until they agree, print their addresses and write DIR/client.toml. "
+            "Ctrl-C stops them all; running it again resumes the same chain."
+        ),
+        epilog="example: notarychain-node up --nodes 4 --data ./notarychain-data",
+    )
+    up.add_argument("--nodes", type=int, default=4, help="number of nodes (default 4)")
+    up.add_argument("--data", type=Path, default=Path("notarychain-data"), help="directory")
+    up.add_argument("--base-port", type=int, default=7100, help="first API port (default 7100)")
+    up.add_argument("--log-format", choices=("json", "text"), default="text")
     return parser
 
 
@@ -24,5 +104,56 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
-        return 2
+        return EXIT_USAGE
+    try:
+        if args.command == "init":
+            return _init(args)
+        if args.command == "run":
+            return _run(args)
+        if args.command == "up":
+            return run_up(args.nodes, args.data, args.base_port, args.log_format)
+    except KeyboardInterrupt:
+        return 130
+    return EXIT_USAGE
+
+
+def _fail(message: str) -> int:
+    print(f"notarychain-node: {message}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _init(args: argparse.Namespace) -> int:
+    names = [name for name, _ in args.institution]
+    if len(set(names)) != len(names):
+        return _fail("institution names must be unique")
+    hosts = args.hosts.split(",") if args.hosts else [args.host] * len(names)
+    if len(hosts) != len(names):
+        return _fail(f"--hosts lists {len(hosts)} hosts for {len(names)} institutions")
+    if not 1 <= args.base_port <= 65535 - 100 - len(names):
+        return _fail("--base-port leaves no room for the nodes' ports")
+    specs = [
+        InstitutionSpec(name, role, host, args.base_port + 100 + i, args.base_port + i)
+        for i, ((name, role), host) in enumerate(zip(args.institution, hosts, strict=True))
+    ]
+    try:
+        genesis = create_consortium(args.out, specs, chain_id=args.chain_id, families=code_hashes())
+    except (MaterialError, LedgerError, ValueError, OSError) as exc:
+        return _fail(str(exc))
+    print(f"created consortium {genesis.chain_id} in {args.out}")
+    for spec in specs:
+        config = args.out / spec.name / "node.toml"
+        print(f"  {spec.name:20} {spec.role:10} notarychain-node run --config {config}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        config = load_node_config(args.config)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    configure(config.institution, args.log_format or config.log.format, config.log.level, None)
+    try:
+        asyncio.run(run_until_signal(config))
+    except StartupError as exc:
+        return _fail(str(exc))
     return 0

@@ -1,0 +1,153 @@
+"""Admission: what a node accepts from clients into its mempool, and why it refuses.
+
+Rule: every check that can fail on bad input runs before anything changes,
+and each failure is an `Refusal` with a stable code, an HTTP status and a
+reason. In order: size, decoding, chain id, expiry window, duplicate (answered
+with the existing status, never ordered twice), signature, the sender's
+enrolment and role for the operation, then capacity (429 when this node's
+queue is busy, 503 when its mempool is full).
+
+Signatures checked here are remembered (`VerifiedIds`) so that the replica,
+which checks every transaction in every batch, does not verify them twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from consensus.events import RequestsReceived
+from ledger.encoding import decode
+from ledger.errors import DecodeError
+from ledger.families.identity import Identity, identity_key
+from ledger.keys import verify
+from ledger.tx import TX_BYTES_MAX, Transaction
+from node.families.base import Family
+
+VERIFIED_IDS_MAX: Final = 1_000_000
+
+
+class AdmissionRefusal(Exception):
+    """A transaction this node will not admit: HTTP status, stable code, reason."""
+
+    def __init__(self, status: int, code: str, reason: str) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.status = status
+        self.code = code
+        self.reason = reason
+
+
+class VerifiedIds:
+    """Ids of transactions whose signature this node has checked (bounded, oldest forgotten)."""
+
+    def __init__(self, capacity: int = VERIFIED_IDS_MAX) -> None:
+        self.capacity = capacity
+        self._ids: OrderedDict[bytes, None] = OrderedDict()
+
+    def add(self, tx_id: bytes) -> None:
+        self._ids[tx_id] = None
+        if len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+
+    def __contains__(self, tx_id: object) -> bool:
+        return tx_id in self._ids
+
+
+def make_request_validator(
+    chain_id: str, verified: VerifiedIds
+) -> Callable[[Transaction], str | None]:
+    """The replica's check of a client transaction it did not admit itself."""
+
+    def validate(tx: Transaction) -> str | None:
+        if tx.body.chain_id != chain_id:
+            return "transaction for another chain"
+        tx_id = tx.id
+        if tx_id in verified:
+            return None
+        if not verify(tx.body.sender, tx.signature, tx.body.signing_bytes()):
+            return "bad client signature"
+        verified.add(tx_id)
+        return None
+
+    return validate
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    tx: Transaction
+    tx_id: bytes
+
+
+class Admission:
+    def __init__(
+        self,
+        chain_id: str,
+        lifetime_max_ms: int,
+        families: Mapping[str, Family],
+        verified: VerifiedIds,
+    ) -> None:
+        self.chain_id = chain_id
+        self.lifetime_max_ms = lifetime_max_ms
+        self.families = families
+        self.verified = verified
+
+    def decode(self, data: bytes) -> Admitted:
+        """The checks that need no state: size, encoding, chain, expiry, signature, family."""
+        if len(data) > TX_BYTES_MAX:
+            raise AdmissionRefusal(
+                413, "too_large", f"a transaction is at most {TX_BYTES_MAX} bytes"
+            )
+        try:
+            tx = decode(Transaction, data, input_bytes_max=TX_BYTES_MAX)
+        except DecodeError as exc:
+            raise AdmissionRefusal(400, "bad_encoding", exc.reason) from None
+        body = tx.body
+        if body.chain_id != self.chain_id:
+            raise AdmissionRefusal(400, "wrong_chain", f"this node runs chain {self.chain_id!r}")
+        now_ms = int(time.time() * 1000)
+        if body.expires_at_ms < now_ms:
+            raise AdmissionRefusal(400, "expired", "the transaction's expiry has passed")
+        if body.expires_at_ms > now_ms + self.lifetime_max_ms:
+            raise AdmissionRefusal(
+                400, "expiry_too_far", f"expiry may be at most {self.lifetime_max_ms} ms ahead"
+            )
+        family = self.families.get(body.family)
+        roles = None if family is None else family.roles_for(body.operation)
+        if roles is None:
+            raise AdmissionRefusal(
+                400, "unknown_operation", f"no operation {body.family}.{body.operation}"
+            )
+        return Admitted(tx, tx.id)
+
+    def check_signature(self, admitted: Admitted) -> None:
+        tx = admitted.tx
+        if admitted.tx_id not in self.verified:
+            if not verify(tx.body.sender, tx.signature, tx.body.signing_bytes()):
+                raise AdmissionRefusal(400, "bad_signature", "the signature does not verify")
+            self.verified.add(admitted.tx_id)
+
+    def check_sender(self, admitted: Admitted, read_state: Callable[[bytes], bytes | None]) -> None:
+        """Enrolled, not revoked, and in a role allowed this operation (state as of now)."""
+        body = admitted.tx.body
+        data = read_state(identity_key(body.sender))
+        identity = None if data is None else decode(Identity, data)
+        if identity is None:
+            raise AdmissionRefusal(403, "not_enrolled", "the sender is not an enrolled identity")
+        if not identity.active:
+            raise AdmissionRefusal(
+                403, "revoked", f"the sender's identity was revoked: {identity.revoked_reason}"
+            )
+        family = self.families[body.family]
+        roles = family.roles_for(body.operation) or ()
+        if identity.role not in roles:
+            allowed = " or ".join(r.name.lower() for r in roles)
+            raise AdmissionRefusal(
+                403, "wrong_role", f"{body.family}.{body.operation} needs a {allowed}"
+            )
+
+
+def request_event(admitted: Admitted) -> RequestsReceived:
+    return RequestsReceived((admitted.tx,), from_client=True)

@@ -1,0 +1,253 @@
+"""The public API under `/v1`: JSON for people, msgpack for the SDK (by the Accept header).
+
+Rule: every error is a JSON (or msgpack) object `{"error": {"code", "message"}}`
+with a 4xx status and a stable code; no input produces a 500 or a traceback.
+A bug of ours that escapes a handler is logged with its traceback and
+answered with a bare 500 `internal` error that reveals nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Final
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ledger.encoding import decode, pack, to_wire
+from ledger.families import Refusal
+from node.admission import AdmissionRefusal, request_event
+from node.openapi import OPENAPI
+
+if TYPE_CHECKING:
+    from node.app import Node
+
+log = logging.getLogger("notarychain.api")
+
+MSGPACK: Final = "application/msgpack"
+WAIT_S_MAX: Final = 30.0
+NODE_KEY: Final[web.AppKey[Node]] = web.AppKey("node")
+
+
+class ApiError(Exception):
+    """A request we refuse: HTTP status, stable code, message for people."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def respond(request: web.Request, data: dict[str, Any], status: int = 200) -> web.Response:
+    if MSGPACK in request.headers.get("Accept", ""):
+        return web.Response(body=pack(data), status=status, content_type=MSGPACK)
+    return web.Response(
+        text=json.dumps(_jsonable(data)), status=status, content_type="application/json"
+    )
+
+
+def error_response(request: web.Request, status: int, code: str, message: str) -> web.Response:
+    return respond(request, {"error": {"code": code, "message": message}}, status)
+
+
+@web.middleware
+async def errors_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(request, exc.status, exc.code, exc.message)
+    except AdmissionRefusal as exc:
+        node = request.app[NODE_KEY]
+        node.metrics.refused.labels(code=exc.code).inc()
+        return error_response(request, exc.status, exc.code, exc.reason)
+    except web.HTTPException as exc:
+        if exc.status_code >= 400:
+            code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
+                exc.status_code, "bad_request"
+            )
+            return error_response(request, exc.status_code, code, exc.reason)
+        raise
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return error_response(request, 500, "internal", "internal error; see the node's log")
+
+
+def _node(request: web.Request) -> Node:
+    return request.app[NODE_KEY]
+
+
+def _hex_param(request: web.Request, name: str, length: int) -> bytes:
+    text = request.match_info[name]
+    try:
+        value = bytes.fromhex(text)
+    except ValueError:
+        raise ApiError(400, "bad_id", f"{name} must be hex") from None
+    if len(value) != length:
+        raise ApiError(400, "bad_id", f"{name} must be {length} bytes ({2 * length} hex digits)")
+    return value
+
+
+def _int_param(text: str, name: str, low: int = 0) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ApiError(400, "bad_parameter", f"{name} must be an integer") from None
+    if value < low:
+        raise ApiError(400, "bad_parameter", f"{name} must be at least {low}")
+    return value
+
+
+async def get_status(request: web.Request) -> web.Response:
+    return respond(request, _node(request).status())
+
+
+async def post_transaction(request: web.Request) -> web.Response:
+    node = _node(request)
+    content_type = request.headers.get("Content-Type", "")
+    body = await request.read()
+    if content_type.startswith("application/json"):
+        try:
+            data = bytes.fromhex(json.loads(body)["transaction"])
+        except (ValueError, KeyError, TypeError):
+            raise ApiError(
+                400, "bad_request", 'JSON body must be {"transaction": "<hex of the encoding>"}'
+            ) from None
+    else:
+        data = body
+    admitted = node.admission.decode(data)
+    existing = await node.transaction_status(admitted.tx_id)
+    if existing["state"] != "unknown":
+        return respond(request, existing, 200)
+    node.admission.check_signature(admitted)
+    await node.reads.run(lambda reader: node.admission.check_sender(admitted, reader.state))
+    if node.driver.replica.pool.is_full():
+        raise ApiError(503, "mempool_full", "the mempool is full; retry later")
+    if not node.driver.post(request_event(admitted)):
+        raise ApiError(429, "busy", "the node is busy; retry later")
+    node.metrics.observe_admission(admitted.tx_id)
+    return respond(request, {"tx_id": admitted.tx_id, "state": "pending"}, 202)
+
+
+async def get_transaction(request: web.Request) -> web.Response:
+    node = _node(request)
+    tx_id = _hex_param(request, "tx_id", 32)
+    wait_s = min(float(_int_param(request.query.get("wait", "0"), "wait")), WAIT_S_MAX)
+    status = await node.transaction_status(tx_id)
+    if status["state"] == "pending" and wait_s > 0:
+        await node.wait_for_transaction(tx_id, wait_s)
+        status = await node.transaction_status(tx_id)
+    if status["state"] == "unknown":
+        raise ApiError(404, "unknown_transaction", "no such transaction here")
+    return respond(request, status)
+
+
+async def get_block(request: web.Request) -> web.Response:
+    node = _node(request)
+    height = _int_param(request.match_info["height"], "height", 1)
+    committed = await node.reads.run(lambda reader: reader.block(height))
+    if committed is None:
+        raise ApiError(404, "unknown_block", f"no block at height {height} yet")
+    if MSGPACK in request.headers.get("Accept", ""):
+        return web.Response(body=pack(to_wire(committed)), content_type=MSGPACK)
+    header = committed.block.header
+    return respond(
+        request,
+        {
+            "height": header.height,
+            "hash": committed.block.hash,
+            "chain_id": header.chain_id,
+            "view": header.view,
+            "time_ms": header.time_ms,
+            "previous_hash": header.previous_hash,
+            "tx_root": header.tx_root,
+            "proposer": header.proposer,
+            "transactions": [tx.id for tx in committed.block.transactions],
+            "commit_signers": []
+            if committed.certificate is None
+            else [c.replica for c in committed.certificate.commits],
+        },
+    )
+
+
+async def get_latest_checkpoint(request: web.Request) -> web.Response:
+    node = _node(request)
+    certificate = await node.reads.run(lambda reader: reader.latest_certificate())
+    if certificate is None:
+        raise ApiError(404, "no_checkpoint", "no stable checkpoint yet")
+    if MSGPACK in request.headers.get("Accept", ""):
+        return web.Response(body=pack(to_wire(certificate)), content_type=MSGPACK)
+    checkpoint = certificate.checkpoint
+    return respond(
+        request,
+        {
+            "checkpoint": {
+                "chain_id": checkpoint.chain_id,
+                "height": checkpoint.height,
+                "block_hash": checkpoint.block_hash,
+                "state_root": checkpoint.state_root,
+                "log_size": checkpoint.log_size,
+                "log_root": checkpoint.log_root,
+                "time_ms": checkpoint.time_ms,
+            },
+            "endorsements": [
+                {"signer": e.signer, "signature": e.signature} for e in certificate.endorsements
+            ],
+        },
+    )
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    return web.json_response(OPENAPI)
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    node = _node(request)
+    node.refresh_gauges()
+    return web.Response(
+        body=generate_latest(node.metrics.registry),
+        headers={"Content-Type": CONTENT_TYPE_LATEST},
+    )
+
+
+def transaction_view(tx_id: bytes, entry: Any) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "tx_id": tx_id,
+        "height": entry.height,
+        "index": entry.position,
+        "log_index": entry.log_index,
+        "code": entry.code,
+    }
+    if entry.code == "ok":
+        view.update(state="committed", result=entry.result)
+    else:
+        refusal = decode(Refusal, entry.result)
+        view.update(state="rejected", reason=refusal.reason)
+    return view
+
+
+def build_api(node: Node) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware], client_max_size=2 * 1024 * 1024)
+    app[NODE_KEY] = node
+    app.router.add_get("/v1/status", get_status)
+    app.router.add_post("/v1/transactions", post_transaction)
+    app.router.add_get("/v1/transactions/{tx_id}", get_transaction)
+    app.router.add_get("/v1/blocks/{height}", get_block)
+    app.router.add_get("/v1/checkpoints/latest", get_latest_checkpoint)
+    app.router.add_get("/v1/openapi.json", get_openapi)
+    app.router.add_get("/metrics", get_metrics)
+    return app

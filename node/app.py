@@ -1,0 +1,278 @@
+"""One node: load and check everything, then run the servers and the driver until told to stop.
+
+Start-up refuses, with one line saying what is wrong, a node whose config,
+key, data directory or transaction-family code does not match its genesis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from consensus.config import Parameters, ReplicaConfig
+from consensus.crypto import Ed25519Signer, ed25519_verify
+from consensus.replica import Replica
+from consensus.types import ReplicaId
+from ledger.errors import KeyFileError
+from ledger.genesis import Genesis, GenesisError, parse_genesis
+from ledger.keyfile import load_private_key
+from ledger.keys import PrivateKey, public_key_text
+from node.admission import Admission, VerifiedIds, make_request_validator
+from node.api import build_api, transaction_view
+from node.config import NodeConfig
+from node.driver import Driver
+from node.executor import Executor
+from node.families import code_hashes, instantiate
+from node.fetching import serve_blocks
+from node.logs import set_context
+from node.material import passphrase_from_env
+from node.metrics import Metrics
+from node.reading import ReadPool
+from node.storage import StorageError, Store
+from node.transport import TlsFiles, Transport, server_context
+
+log = logging.getLogger("notarychain.node")
+
+
+class StartupError(Exception):
+    """The node cannot start; the message is the one line the operator sees."""
+
+
+def load_genesis_file(path: Path) -> Genesis:
+    try:
+        return parse_genesis(path.read_bytes())
+    except FileNotFoundError:
+        raise StartupError(f"{path}: genesis file not found") from None
+    except GenesisError as exc:
+        raise StartupError(f"{path}: {exc.reason}") from None
+
+
+def check_families(genesis: Genesis) -> None:
+    mine = code_hashes()
+    if set(genesis.families) != set(mine):
+        raise StartupError(
+            f"the genesis registers families {sorted(genesis.families)}, "
+            f"this node has {sorted(mine)}"
+        )
+    for name, digest in genesis.families.items():
+        if mine[name] != digest:
+            raise StartupError(
+                f"transaction family {name!r}: this node's code differs from the genesis "
+                "(it could execute blocks differently from its peers)"
+            )
+
+
+class Node:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.genesis = load_genesis_file(config.genesis_path)
+        check_families(self.genesis)
+        try:
+            institution = self.genesis.institution(config.institution)
+        except GenesisError as exc:
+            raise StartupError(f"{config.path}: {exc.reason}") from None
+        self.replica_id = self.genesis.replica_id(config.institution)
+        listen = config.listen
+        if (listen.peer_port, listen.api_port) != (
+            institution.node.peer_port,
+            institution.node.api_port,
+        ):
+            raise StartupError(
+                f"{config.path}: ports {listen.peer_port}/{listen.api_port} differ from the "
+                f"genesis entry {institution.node.peer_port}/{institution.node.api_port}"
+            )
+        passphrase = passphrase_from_env()
+        try:
+            self.key: PrivateKey = load_private_key(config.node_key_path, passphrase)
+        except KeyFileError as exc:
+            raise StartupError(exc.reason) from None
+        if public_key_text(self.key.public_key) != institution.node.key:
+            raise StartupError(
+                f"{config.node_key_path}: not {config.institution}'s node key in the genesis"
+            )
+        self.tls = TlsFiles(
+            config.tls_cert_path, config.tls_key_path, config.ca_cert_path, passphrase
+        )
+        self.metrics = Metrics()
+        self.families = instantiate()
+        self.db_path = config.data_dir / "chain.db"
+        try:
+            self.store = Store(self.db_path, self.genesis.genesis_hash)
+        except StorageError as exc:
+            raise StartupError(str(exc)) from None
+        self.executor = Executor(self.store, self.genesis, self.families)
+        self.verified = VerifiedIds()
+        parameters = Parameters(**self.genesis.consensus.as_dict())
+        replica = Replica(
+            ReplicaConfig(
+                self.genesis.chain_id,
+                self.genesis.validator_set(),
+                ReplicaId(self.replica_id),
+                parameters,
+            ),
+            Ed25519Signer(self.key),
+            ed25519_verify,
+            make_request_validator(self.genesis.chain_id, self.verified),
+            self.store.restored(),
+        )
+        self.transport = Transport(self.genesis, self.replica_id, self.tls, self._on_message)
+        self.driver = Driver(replica, self.store, self.executor, self.transport, self.metrics)
+        self.reads = ReadPool(self.db_path)
+        self.admission = Admission(
+            self.genesis.chain_id,
+            parameters.tx_lifetime_max_ms,
+            self.families,
+            self.verified,
+        )
+        self.waiters: dict[bytes, list[asyncio.Future[None]]] = {}
+        self.driver.listeners.append(self._on_committed)
+        self.started_ms = int(time.time() * 1000)
+
+    def _on_message(self, message: Any) -> None:
+        self.driver.on_message(message)
+
+    def _on_committed(self, height: int, tx_ids: list[bytes]) -> None:
+        for tx_id in tx_ids:
+            for future in self.waiters.pop(tx_id, ()):
+                if not future.done():
+                    future.set_result(None)
+
+    # ------------------------------------------------------------ queries
+
+    async def transaction_status(self, tx_id: bytes) -> dict[str, Any]:
+        entry = await self.reads.run(lambda reader: reader.transaction(tx_id))
+        if entry is not None:
+            return transaction_view(tx_id, entry)
+        if tx_id in self.driver.replica.pool:
+            return {"tx_id": tx_id, "state": "pending"}
+        return {"tx_id": tx_id, "state": "unknown"}
+
+    async def wait_for_transaction(self, tx_id: bytes, timeout_s: float) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters.setdefault(tx_id, []).append(future)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(future, timeout_s)
+        waiting = self.waiters.get(tx_id)
+        if waiting is not None and future in waiting:
+            waiting.remove(future)
+            if not waiting:
+                del self.waiters[tx_id]
+
+    def status(self) -> dict[str, Any]:
+        replica = self.driver.replica
+        peers = []
+        for index, institution in enumerate(self.genesis.institutions):
+            if index == self.replica_id:
+                continue
+            link = self.transport.links.get(index)
+            announced = replica.peer_status.get(ReplicaId(index))
+            peers.append(
+                {
+                    "institution": institution.name,
+                    "replica_id": index,
+                    "reachable": bool(link and link.reachable),
+                    "height": None if announced is None else announced.executed_height,
+                    "view": None if announced is None else announced.view,
+                }
+            )
+        catch_up = self.driver.catch_up
+        return {
+            "institution": self.config.institution,
+            "replica_id": self.replica_id,
+            "chain_id": self.genesis.chain_id,
+            "genesis_hash": self.genesis.genesis_hash,
+            "height": self.driver.executed_height,
+            "view": replica.view,
+            "view_active": replica.active,
+            "primary": replica.primary_of(replica.view),
+            "stable_height": replica.stable_height,
+            "mempool": len(replica.pool),
+            "diverged": replica.diverged,
+            "peers": peers,
+            "catch_up": None if catch_up is None else {"from": catch_up[0], "to": catch_up[1]},
+            "started_ms": self.started_ms,
+        }
+
+    def refresh_gauges(self) -> None:
+        replica = self.driver.replica
+        self.metrics.mempool.set(len(replica.pool))
+        own = self.driver.executed_height
+        for index, link in self.transport.links.items():
+            self.metrics.peer_reachable.labels(peer=link.name).set(1 if link.reachable else 0)
+            announced = replica.peer_status.get(ReplicaId(index))
+            if announced is not None:
+                self.metrics.peer_lag.labels(peer=link.name).set(own - announced.executed_height)
+        size = sum(p.stat().st_size for p in self.db_path.parent.glob("chain.db*") if p.exists())
+        self.metrics.storage_bytes.set(size)
+
+    # ------------------------------------------------------------ running
+
+    async def serve_blocks(self, request: web.Request) -> web.Response:
+        self.transport.authenticate(request)
+        try:
+            from_height = int(request.query["from"])
+        except (KeyError, ValueError):
+            raise web.HTTPBadRequest(text="from=HEIGHT is required") from None
+        data = await self.reads.run(lambda reader: serve_blocks(reader, from_height))
+        if data is None:
+            raise web.HTTPNotFound(text="no provable blocks from that height")
+        return web.Response(body=data, content_type="application/msgpack")
+
+    async def run(self, stop: asyncio.Event) -> None:
+        listen = self.config.listen
+        peer_runner = web.AppRunner(self.transport.peer_app(self.serve_blocks), access_log=None)
+        api_runner = web.AppRunner(build_api(self), access_log=None)
+        await peer_runner.setup()
+        await api_runner.setup()
+        try:
+            await web.TCPSite(
+                peer_runner, listen.host, listen.peer_port, ssl_context=server_context(self.tls)
+            ).start()
+            await web.TCPSite(api_runner, listen.host, listen.api_port).start()
+        except OSError as exc:
+            await peer_runner.cleanup()
+            await api_runner.cleanup()
+            raise StartupError(f"cannot listen on {listen.host}: {exc.strerror}") from None
+        await self.transport.start()
+        driver = asyncio.create_task(self.driver.run(), name="driver")
+        log.info(
+            "node %s (replica %d) running: api http://%s:%d, peers https://%s:%d, height %d",
+            self.config.institution,
+            self.replica_id,
+            listen.host,
+            listen.api_port,
+            listen.host,
+            listen.peer_port,
+            self.driver.executed_height,
+        )
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({driver, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if driver in done:
+            driver.result()  # a crash of the driver is a bug: let it surface
+        driver.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await driver
+        await self.transport.stop()
+        await api_runner.cleanup()
+        await peer_runner.cleanup()
+        self.driver.io.shutdown(wait=True)
+        self.reads.close()
+        self.store.close()
+        log.info("node %s stopped", self.config.institution)
+
+
+async def run_until_signal(config: NodeConfig) -> None:
+    node = Node(config)
+    set_context(lambda: {"height": node.driver.executed_height, "view": node.driver.replica.view})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await node.run(stop)

@@ -1,0 +1,201 @@
+"""The driver: the one task that owns the replica and carries out what it asks.
+
+Rule (etcd raft's `Ready`, see `consensus.events`): events are taken from one
+queue in batches; for each batch the replica's outputs are carried out in
+order: persist (one fsynced SQLite transaction on the storage thread), then
+send, then execute delivered blocks (on the storage thread), whose results go
+back into the replica before the next batch. No other task touches the
+replica, the store's writer connection or the executor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Final, TypeVar
+
+from consensus.events import (
+    BlocksFetched,
+    CatchUp,
+    Diverged,
+    Event,
+    Executed,
+    FetchFailed,
+    MessageReceived,
+    Output,
+    StableCheckpoint,
+    Tick,
+    ViewChanged,
+)
+from consensus.messages import Message
+from consensus.replica import Replica
+from node.executor import Executor
+from node.fetching import decode_blocks_answer
+from node.metrics import Metrics
+from node.storage import Store
+from node.transport import Transport
+
+log = logging.getLogger("notarychain.consensus")
+
+EVENTS_PER_BATCH_MAX: Final = 512
+QUEUE_EVENTS_MAX: Final = 100_000
+T = TypeVar("T")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Driver:
+    def __init__(
+        self,
+        replica: Replica,
+        store: Store,
+        executor: Executor,
+        transport: Transport,
+        metrics: Metrics,
+    ) -> None:
+        self.replica = replica
+        self.store = store
+        self.executor = executor
+        self.transport = transport
+        self.metrics = metrics
+        self.queue: asyncio.Queue[Event] = asyncio.Queue(QUEUE_EVENTS_MAX)
+        self.io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="storage")
+        self.committed = asyncio.Condition()
+        self.executed_height = executor.head.height
+        self.listeners: list[Callable[[int, list[bytes]], None]] = []
+        self.catch_up: tuple[int, int] | None = None
+        self._fetches: set[asyncio.Task[None]] = set()
+
+    async def in_storage_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.io, fn, *args)
+
+    # ------------------------------------------------------------ inputs
+
+    def post(self, event: Event) -> bool:
+        """Queue an event; False when the queue is full (the caller sheds load)."""
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.metrics.events_dropped.inc()
+            return False
+        return True
+
+    def on_message(self, message: Message) -> None:
+        self.post(MessageReceived(message))
+
+    # ------------------------------------------------------------ the loop
+
+    async def run(self) -> None:
+        while True:
+            events = await self._next_events()
+            output = Output()
+            for event in events:
+                _merge(output, self.replica.step(event, now_ms()))
+            await self._carry_out(output)
+
+    async def _next_events(self) -> list[Event]:
+        wait_s = max(0.0, (self.replica.next_deadline_ms() - now_ms()) / 1000)
+        try:
+            first = await asyncio.wait_for(self.queue.get(), timeout=wait_s)
+        except TimeoutError:
+            return [Tick()]
+        events = [first]
+        while len(events) < EVENTS_PER_BATCH_MAX and not self.queue.empty():
+            events.append(self.queue.get_nowait())
+        if self.replica.next_deadline_ms() <= now_ms():
+            events.append(Tick())
+        return events
+
+    async def _carry_out(self, output: Output) -> None:
+        while True:
+            if output.persist:
+                await self.in_storage_thread(self.store.append_records, output.persist)
+            for target, message in output.send:
+                self.transport.send(target, message)
+            for fetch in output.fetch:
+                task = asyncio.create_task(self._fetch(fetch.peer, fetch.from_height))
+                self._fetches.add(task)
+                task.add_done_callback(self._fetches.discard)
+            self._observe(output)
+            if not output.deliver:
+                return
+            results = await self.in_storage_thread(self._execute_all, output.deliver)
+            await self._announce(output)
+            output = Output()
+            for executed in results:
+                _merge(output, self.replica.step(executed, now_ms()))
+
+    def _execute_all(self, delivered: list[Any]) -> list[Executed]:
+        return [self.executor.execute(committed) for committed in delivered]
+
+    async def _announce(self, output: Output) -> None:
+        for committed in output.deliver:
+            block = committed.block
+            self.executed_height = block.header.height
+            self.metrics.observe_block(block)
+            tx_ids = [tx.id for tx in block.transactions]
+            for listener in self.listeners:
+                listener(block.header.height, tx_ids)
+        async with self.committed:
+            self.committed.notify_all()
+
+    def _observe(self, output: Output) -> None:
+        for notice in output.notices:
+            match notice:
+                case ViewChanged(view=view, active=active):
+                    self.metrics.view.set(view)
+                    if active:
+                        self.metrics.view_changes.inc()
+                    log.info("view %d %s", view, "installed" if active else "requested")
+                case StableCheckpoint(certificate=certificate):
+                    self.metrics.stable_height.set(certificate.checkpoint.height)
+                    if certificate.checkpoint.height % 100 == 0:
+                        self.store_compaction_due = True
+                case Diverged(height=height, reason=reason):
+                    log.critical(
+                        "state diverged at height %d: %s; this node stopped signing", height, reason
+                    )
+                    self.metrics.diverged.set(1)
+                case CatchUp(peer=peer, from_height=start, to_height=end):
+                    self.catch_up = (start, end)
+                    log.info("caught up blocks %d..%d from replica %d", start, end, peer)
+        for rejected in output.rejected:
+            self.metrics.rejected.labels(kind=rejected.kind).inc()
+            log.debug("rejected %s from %s: %s", rejected.kind, rejected.sender, rejected.reason)
+
+    store_compaction_due = False
+
+    async def _fetch(self, peer: int, from_height: int) -> None:
+        data = await self.transport.fetch(peer, f"/peer/v1/blocks?from={from_height}")
+        event: Event = FetchFailed(peer)  # type: ignore[arg-type]
+        if data is not None:
+            answer = decode_blocks_answer(data)
+            if answer is not None:
+                certificate, blocks = answer
+                event = BlocksFetched(peer, certificate, blocks)  # type: ignore[arg-type]
+        self.post(event)
+
+    async def wait_executed(self, height: int, timeout_s: float) -> bool:
+        async def reached() -> None:
+            async with self.committed:
+                await self.committed.wait_for(lambda: self.executed_height >= height)
+
+        try:
+            await asyncio.wait_for(reached(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+
+def _merge(into: Output, more: Output) -> None:
+    into.persist.extend(more.persist)
+    into.send.extend(more.send)
+    into.deliver.extend(more.deliver)
+    into.fetch.extend(more.fetch)
+    into.notices.extend(more.notices)
+    into.rejected.extend(more.rejected)

@@ -1,0 +1,219 @@
+"""Execution: apply committed blocks to the state, in order, deterministically.
+
+Rule: the same block on the same state gives the same results, state root and
+log root on every node. For each transaction, in block order: append it to
+the transaction log (every committed transaction is logged, whatever its
+outcome); skip it if its id was executed before ("duplicate") or if the block
+time is past its expiry ("expired"); refuse it if its sender is not an
+enrolled, unrevoked identity; otherwise run its family's operation, keeping
+its writes only if the operation did not refuse. Then update the
+authenticated state map with the block's writes and store everything in one
+database transaction (`node.storage.Store.write_block`).
+
+Runs on the storage thread only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from consensus.events import CommittedBlock, Executed
+from ledger.block import tx_leaf
+from ledger.encoding import encode
+from ledger.families import Refusal
+from ledger.families.identity import Identity, Role, identity_key
+from ledger.genesis import Genesis
+from ledger.merkle import EMPTY_ROOT, MerkleLog
+from ledger.smt import EMPTY as SMT_EMPTY
+from ledger.smt import SmtNode, SparseMerkleTree, decode_node, encode_node
+from node.families.base import Context, Family, Refused
+from node.storage import BlockWrite, Head, Store, TxEntry
+
+OK = "ok"
+
+
+class FrontierNodeStore:
+    """The log's nodes for appending and roots: the last two nodes of each level suffice.
+
+    (An append writes a node and then reads its left sibling, the node before
+    it; a root reads only each level's last node.) New nodes are collected for
+    the block's database write; proofs read older nodes from the database.
+    """
+
+    __slots__ = ("counts", "pending", "tails")
+
+    def __init__(self, counts: list[int], tails: list[list[bytes]]) -> None:
+        self.counts = counts
+        self.tails = tails  # per level: [second to last, last] (or just [last])
+        self.pending: list[tuple[int, int, bytes]] = []
+
+    def get(self, level: int, index: int) -> bytes:
+        back = self.counts[level] - index
+        assert 1 <= back <= len(self.tails[level]), "the frontier holds each level's last two nodes"
+        return self.tails[level][-back]
+
+    def append(self, level: int, digest: bytes) -> None:
+        if level == len(self.counts):
+            self.counts.append(0)
+            self.tails.append([])
+        self.pending.append((level, self.counts[level], digest))
+        self.counts[level] += 1
+        self.tails[level] = [*self.tails[level][-1:], digest]
+
+    def count(self, level: int) -> int:
+        return self.counts[level] if level < len(self.counts) else 0
+
+
+class DatabaseSmtStore:
+    """State-tree nodes: read from the database, new ones collected for the block's write."""
+
+    __slots__ = ("_cache", "_store", "pending")
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._cache: dict[bytes, SmtNode] = {}
+        self.pending: list[tuple[bytes, bytes]] = []
+
+    def get(self, node_hash: bytes) -> SmtNode | None:
+        node = self._cache.get(node_hash)
+        if node is None:
+            row = self._store.db.execute(
+                "SELECT data FROM smt_nodes WHERE hash = ?", (node_hash,)
+            ).fetchone()
+            if row is None:
+                return None
+            node = decode_node(bytes(row[0]))
+            self._remember(node_hash, node)
+        return node
+
+    def put(self, node_hash: bytes, node: SmtNode) -> None:
+        self._remember(node_hash, node)
+        self.pending.append((node_hash, encode_node(node)))
+
+    def _remember(self, node_hash: bytes, node: SmtNode) -> None:
+        if len(self._cache) > 200_000:
+            self._cache.clear()  # cheap bound: the hot top of the tree is re-read at once
+        self._cache[node_hash] = node
+
+
+class Executor:
+    def __init__(self, store: Store, genesis: Genesis, families: Mapping[str, Family]) -> None:
+        self.store = store
+        self.genesis = genesis
+        self.families = families
+        self.head = store.head()
+        counts, tails = self._load_frontier()
+        self.log_store = FrontierNodeStore(counts, tails)
+        self.log = MerkleLog(self.log_store)
+        self.smt_store = DatabaseSmtStore(store)
+        if self.head.height == 0 and not self.head.log_root:
+            self._write_genesis_state()
+
+    def _load_frontier(self) -> tuple[list[int], list[list[bytes]]]:
+        counts: list[int] = []
+        tails: list[list[bytes]] = []
+        rows = self.store.db.execute(
+            "SELECT level, COUNT(*) FROM log_nodes GROUP BY level ORDER BY level"
+        ).fetchall()
+        for level, count in rows:
+            last_two = self.store.db.execute(
+                "SELECT hash FROM log_nodes WHERE level = ? ORDER BY position DESC LIMIT 2",
+                (level,),
+            ).fetchall()
+            counts.append(int(count))
+            tails.append([bytes(row[0]) for row in reversed(last_two)])
+        return counts, tails
+
+    def _read(self, key: bytes) -> bytes | None:
+        row = self.store.db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def _write_genesis_state(self) -> None:
+        """Height 0: each institution's administrator, and the genesis identities."""
+        writes: dict[bytes, bytes] = {}
+        for institution in self.genesis.institutions:
+            key = bytes.fromhex(institution.admin_key)
+            identity = Identity(
+                key, institution.name, Role.ADMIN, f"{institution.name} admin", 3, 0, None, None
+            )
+            writes[identity_key(key)] = encode(identity)
+        for entry in self.genesis.identities:
+            key = bytes.fromhex(entry.key)
+            identity = Identity(
+                key,
+                entry.institution,
+                Role[entry.role.upper()],
+                entry.name,
+                entry.level,
+                0,
+                None,
+                None,
+            )
+            writes[identity_key(key)] = encode(identity)
+        tree = SparseMerkleTree(self.smt_store, SMT_EMPTY)
+        root = tree.update(writes)
+        head = Head(0, bytes.fromhex(self.genesis.genesis_hash), 0, root, 0, EMPTY_ROOT)
+        self.store.write_genesis(writes, self.smt_store.pending, head)
+        self.smt_store.pending = []
+        self.head = head
+
+    def execute(self, committed: CommittedBlock) -> Executed:
+        block = committed.block
+        header = block.header
+        assert header.height == self.head.height + 1, (
+            f"block {header.height} after {self.head.height}"
+        )
+        writes: dict[bytes, bytes] = {}
+        seen: set[bytes] = set()
+
+        def read(key: bytes) -> bytes | None:
+            return writes[key] if key in writes else self._read(key)
+
+        entries: list[tuple[bytes, TxEntry]] = []
+        for position, tx in enumerate(block.transactions):
+            tx_id = tx.id
+            log_index = self.log.append(tx_leaf(tx))
+            if tx_id in seen or self._executed_before(tx_id):
+                code, result = _refusal("duplicate", "this transaction was executed before")
+            else:
+                ctx = Context(read, tx, tx_id, header.height, header.time_ms)
+                code, result = self._apply(ctx)
+                if code == OK:
+                    writes.update(ctx.writes)
+            seen.add(tx_id)
+            entries.append((tx_id, TxEntry(header.height, position, log_index, code, result)))
+        tree = SparseMerkleTree(self.smt_store, self.head.state_root)
+        state_root = tree.update(writes) if writes else self.head.state_root
+        log_root = self.log.root()
+        head = Head(header.height, block.hash, header.time_ms, state_root, self.log.size, log_root)
+        self.store.write_block(
+            BlockWrite(
+                committed, entries, writes, self.log_store.pending, self.smt_store.pending, head
+            )
+        )
+        self.log_store.pending = []
+        self.smt_store.pending = []
+        self.head = head
+        return Executed(header.height, state_root, self.log.size, log_root)
+
+    def _apply(self, ctx: Context) -> tuple[str, bytes]:
+        body = ctx.tx.body
+        if ctx.time_ms > body.expires_at_ms:
+            return _refusal("expired", "the block time is past the transaction's expiry")
+        family = self.families.get(body.family)
+        if family is None:
+            return _refusal("unknown_family", f"no transaction family {body.family!r}")
+        try:
+            ctx.sender_identity()
+            outcome = family.apply(ctx, body.operation)
+        except Refused as refused:
+            return _refusal(refused.code, refused.reason)
+        return OK, outcome.result
+
+    def _executed_before(self, tx_id: bytes) -> bool:
+        row = self.store.db.execute("SELECT 1 FROM transactions WHERE id = ?", (tx_id,)).fetchone()
+        return row is not None
+
+
+def _refusal(code: str, reason: str) -> tuple[str, bytes]:
+    return code, encode(Refusal(code, reason))

@@ -1,0 +1,311 @@
+"""The node's durable store: SQLite in WAL mode, one file per node.
+
+Rule: everything the node has acknowledged is in a committed SQLite
+transaction with `synchronous=FULL`, so a kill -9 (or a power cut) loses
+nothing acknowledged. Two kinds of writes, each one transaction:
+  - consensus records (the replica's write-ahead log), before any message
+    they cover is sent;
+  - an executed block: the block and its certificate, its transactions'
+    index entries and results, the state changes and the Merkle log nodes,
+    and the execution head (height, hash, time, roots), all at once, so the
+    stored state always matches the stored executed height.
+`Store` is synchronous and must be used from one thread (the node's storage
+thread); `node.driver` and the API reach it through that thread only, so the
+event loop never blocks on the database. Readers get their own connection.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from consensus.events import CommitRecord, CommittedBlock, PersistItem, Restored
+from consensus.messages import CheckpointVote, NewView, Prepare, Proposal, ViewChange
+from consensus.recovery import compact, record_seq
+from consensus.replica import GENESIS_HASH
+from ledger.checkpoint import CheckpointCertificate
+from ledger.encoding import decode, encode
+
+SCHEMA_VERSION: Final = 1
+
+_RECORD_KINDS: Final[dict[type, int]] = {
+    Proposal: 1,
+    Prepare: 2,
+    CommitRecord: 3,
+    CheckpointVote: 4,
+    ViewChange: 5,
+    NewView: 6,
+    CheckpointCertificate: 7,
+}
+_RECORD_TYPES: Final = {kind: cls for cls, kind in _RECORD_KINDS.items()}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    id INTEGER PRIMARY KEY, kind INTEGER NOT NULL, seq INTEGER, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS blocks (
+    height INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, time_ms INTEGER NOT NULL,
+    tx_count INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS certificates (height INTEGER PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS transactions (
+    id BLOB PRIMARY KEY, height INTEGER NOT NULL, position INTEGER NOT NULL,
+    log_index INTEGER NOT NULL, code TEXT NOT NULL, result BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS log_nodes (
+    level INTEGER NOT NULL, position INTEGER NOT NULL, hash BLOB NOT NULL,
+    PRIMARY KEY (level, position)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS state (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS smt_nodes (hash BLOB PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
+"""
+
+
+class StorageError(Exception):
+    """The database cannot be opened or is not this node's; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The execution head: the last executed block and the roots after it."""
+
+    height: int
+    block_hash: bytes
+    time_ms: int
+    state_root: bytes
+    log_size: int
+    log_root: bytes
+
+
+GENESIS_HEAD = Head(0, GENESIS_HASH, 0, bytes(32), 0, b"")
+
+
+@dataclass(frozen=True, slots=True)
+class TxEntry:
+    height: int
+    position: int
+    log_index: int
+    code: str
+    """"ok", or the stable code of the reason the family refused it."""
+    result: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class BlockWrite:
+    """Everything one executed block changes, written in one transaction."""
+
+    committed: CommittedBlock
+    tx_entries: list[tuple[bytes, TxEntry]]
+    state_changes: dict[bytes, bytes]
+    log_nodes: list[tuple[int, int, bytes]]
+    smt_nodes: list[tuple[bytes, bytes]]
+    head: Head
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    try:
+        if readonly:
+            connection = sqlite3.connect(
+                f"file:{path}?mode=ro", uri=True, check_same_thread=False, isolation_level=None
+            )
+        else:
+            connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=FULL")
+    except sqlite3.Error as exc:
+        raise StorageError(f"{path}: cannot open the database: {exc}") from None
+    connection.execute("PRAGMA busy_timeout=5000")
+    return connection
+
+
+class Store:
+    def __init__(self, path: Path, genesis_hash: str) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = connect(path)
+        self.db.executescript(_SCHEMA)
+        self._check_identity(genesis_hash)
+
+    def _check_identity(self, genesis_hash: str) -> None:
+        known = self._meta("genesis_hash")
+        if known is None:
+            with self.transaction():
+                self._set_meta("genesis_hash", genesis_hash.encode())
+                self._set_meta("schema_version", str(SCHEMA_VERSION).encode())
+        elif known.decode() != genesis_hash:
+            raise StorageError(
+                f"{self.path}: the data directory belongs to another chain "
+                f"(genesis {known.decode()[:12]}..., this node's is {genesis_hash[:12]}...)"
+            )
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def _meta(self, key: str) -> bytes | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def _set_meta(self, key: str, value: bytes) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    # ------------------------------------------------------------ consensus records
+
+    def append_records(self, items: Iterable[PersistItem]) -> None:
+        rows = [(_RECORD_KINDS[type(item)], record_seq(item), encode(item)) for item in items]
+        with self.transaction():
+            self.db.executemany("INSERT INTO records (kind, seq, data) VALUES (?, ?, ?)", rows)
+            for item in items:
+                if isinstance(item, CheckpointCertificate):
+                    self.db.execute(
+                        "INSERT OR REPLACE INTO certificates (height, data) VALUES (?, ?)",
+                        (item.checkpoint.height, encode(item)),
+                    )
+
+    def records(self) -> list[PersistItem]:
+        rows = self.db.execute("SELECT kind, data FROM records ORDER BY id").fetchall()
+        return [decode(_RECORD_TYPES[kind], bytes(data)) for kind, data in rows]
+
+    def compact_records(self) -> None:
+        """Keep only what a restart needs (`consensus.recovery.compact`)."""
+        kept = compact(self.records())
+        rows = [(_RECORD_KINDS[type(item)], record_seq(item), encode(item)) for item in kept]
+        with self.transaction():
+            self.db.execute("DELETE FROM records")
+            self.db.executemany("INSERT INTO records (kind, seq, data) VALUES (?, ?, ?)", rows)
+
+    def restored(self) -> Restored:
+        self.compact_records()
+        head = self.head()
+        return Restored(head.height, head.block_hash, head.time_ms, tuple(self.records()))
+
+    # ------------------------------------------------------------ blocks and execution
+
+    def head(self) -> Head:
+        data = self._meta("head")
+        return GENESIS_HEAD if data is None else decode(Head, data)
+
+    def write_genesis(
+        self, state: dict[bytes, bytes], smt_nodes: list[tuple[bytes, bytes]], head: Head
+    ) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", list(state.items())
+            )
+            db.executemany("INSERT OR IGNORE INTO smt_nodes (hash, data) VALUES (?, ?)", smt_nodes)
+            self._set_meta("head", encode(head))
+
+    def write_block(self, write: BlockWrite) -> None:
+        block = write.committed.block
+        header = block.header
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO blocks (height, hash, time_ms, tx_count, data) VALUES (?, ?, ?, ?, ?)",
+                (
+                    header.height,
+                    block.hash,
+                    header.time_ms,
+                    len(block.transactions),
+                    encode(write.committed),
+                ),
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO transactions (id, height, position, log_index, code, result)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (tx_id, e.height, e.position, e.log_index, e.code, e.result)
+                    for tx_id, e in write.tx_entries
+                ],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
+                list(write.state_changes.items()),
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO log_nodes (level, position, hash) VALUES (?, ?, ?)",
+                write.log_nodes,
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO smt_nodes (hash, data) VALUES (?, ?)", write.smt_nodes
+            )
+            self._set_meta("head", encode(write.head))
+
+
+class Reader:
+    """Read-only queries, on a connection of their own (WAL lets them run beside the writer)."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = connect(path, readonly=True)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def one(self, sql: str, *args: Any) -> Any:
+        return self.db.execute(sql, args).fetchone()
+
+    def all(self, sql: str, *args: Any) -> list[Any]:
+        return self.db.execute(sql, args).fetchall()
+
+    def head(self) -> Head:
+        row = self.one("SELECT value FROM meta WHERE key = 'head'")
+        return GENESIS_HEAD if row is None else decode(Head, bytes(row[0]))
+
+    def block(self, height: int) -> CommittedBlock | None:
+        row = self.one("SELECT data FROM blocks WHERE height = ?", height)
+        return None if row is None else decode(CommittedBlock, bytes(row[0]))
+
+    def blocks(self, start: int, end: int) -> dict[int, CommittedBlock]:
+        rows = self.all(
+            "SELECT height, data FROM blocks WHERE height BETWEEN ? AND ? ORDER BY height",
+            start,
+            end,
+        )
+        return {height: decode(CommittedBlock, bytes(data)) for height, data in rows}
+
+    def certificates(self, start: int, end: int) -> dict[int, CheckpointCertificate]:
+        rows = self.all(
+            "SELECT height, data FROM certificates WHERE height BETWEEN ? AND ?", start, end
+        )
+        return {height: decode(CheckpointCertificate, bytes(data)) for height, data in rows}
+
+    def certificate_at_or_after(self, height: int) -> CheckpointCertificate | None:
+        row = self.one(
+            "SELECT data FROM certificates WHERE height >= ? ORDER BY height LIMIT 1", height
+        )
+        return None if row is None else decode(CheckpointCertificate, bytes(row[0]))
+
+    def latest_certificate(self) -> CheckpointCertificate | None:
+        row = self.one("SELECT data FROM certificates ORDER BY height DESC LIMIT 1")
+        return None if row is None else decode(CheckpointCertificate, bytes(row[0]))
+
+    def transaction(self, tx_id: bytes) -> TxEntry | None:
+        row = self.one(
+            "SELECT height, position, log_index, code, result FROM transactions WHERE id = ?", tx_id
+        )
+        return None if row is None else TxEntry(row[0], row[1], row[2], row[3], bytes(row[4]))
+
+    def state(self, key: bytes) -> bytes | None:
+        row = self.one("SELECT value FROM state WHERE key = ?", key)
+        return None if row is None else bytes(row[0])
+
+    def log_node(self, level: int, position: int) -> bytes:
+        row = self.one(
+            "SELECT hash FROM log_nodes WHERE level = ? AND position = ?", level, position
+        )
+        if row is None:
+            raise KeyError((level, position))
+        return bytes(row[0])
+
+    def log_count(self, level: int) -> int:
+        row = self.one("SELECT COUNT(*) FROM log_nodes WHERE level = ?", level)
+        return int(row[0])

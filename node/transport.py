@@ -1,0 +1,270 @@
+"""Node-to-node transport: signed messages as msgpack over HTTP/1.1 with mutual TLS.
+
+Rules:
+- Both ends present certificates from the consortium's CA. The server maps the
+  client certificate's common name to an institution of the genesis and
+  refuses anyone else; the client checks the server certificate against the
+  institution it meant to reach (its name is in the certificate's SANs). On
+  top of that every consensus message is signed by the sender's node key and
+  checked by the replica.
+- Peers must share the genesis: each request carries its hash, and a
+  mismatch is refused with a 409 that says so.
+- One keep-alive session per peer; outbound messages are coalesced per peer
+  into one POST; each peer's queue is bounded (oldest messages are dropped,
+  the protocol re-sends what matters), so a slow or dead peer never stalls
+  the others; failures back off exponentially.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import aiohttp
+from aiohttp import web
+
+from consensus.messages import Message, decode_message, encode_message
+from ledger.encoding import pack, unpack
+from ledger.errors import DecodeError
+from ledger.genesis import Genesis
+
+log = logging.getLogger("notarychain.transport")
+
+GENESIS_HEADER: Final = "X-Notarychain-Genesis"
+SENDER_HEADER: Final = "X-Notarychain-Sender"
+MESSAGE_BYTES_MAX: Final = 16 * 1024 * 1024
+POST_BYTES_MAX: Final = 4 * 1024 * 1024
+QUEUE_BYTES_MAX: Final = 64 * 1024 * 1024
+BACKOFF_MIN_S: Final = 0.05
+BACKOFF_MAX_S: Final = 2.0
+REQUEST_TIMEOUT_S: Final = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    certificate: Path
+    key: Path
+    ca: Path
+    passphrase: bytes | None = None
+
+
+def server_context(tls: TlsFiles) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(tls.ca))
+    context.load_cert_chain(str(tls.certificate), str(tls.key), password=tls.passphrase)
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    return context
+
+
+def client_context(tls: TlsFiles) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(tls.ca))
+    context.load_cert_chain(str(tls.certificate), str(tls.key), password=tls.passphrase)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    return context
+
+
+def certificate_common_name(peercert: dict[str, Any] | None) -> str | None:
+    if not peercert:
+        return None
+    for rdn in peercert.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return None
+
+
+class PeerLink:
+    """The outbound path to one peer: a bounded queue drained by one sender task."""
+
+    def __init__(
+        self, transport: Transport, replica_id: int, name: str, host: str, port: int
+    ) -> None:
+        self.transport = transport
+        self.replica_id = replica_id
+        self.name = name
+        self.url = f"https://{host}:{port}"
+        self.host = host
+        self.queue: deque[bytes] = deque()
+        self.queued_bytes = 0
+        self.wakeup = asyncio.Event()
+        self.reachable = False
+        self.dropped = 0
+        self.failures = 0
+
+    def enqueue(self, data: bytes) -> None:
+        self.queue.append(data)
+        self.queued_bytes += len(data)
+        while self.queued_bytes > QUEUE_BYTES_MAX and len(self.queue) > 1:
+            self.queued_bytes -= len(self.queue.popleft())
+            self.dropped += 1
+        self.wakeup.set()
+
+    def _take_batch(self) -> list[bytes]:
+        batch: list[bytes] = []
+        size = 0
+        while self.queue and (not batch or size + len(self.queue[0]) <= POST_BYTES_MAX):
+            data = self.queue.popleft()
+            self.queued_bytes -= len(data)
+            batch.append(data)
+            size += len(data)
+        return batch
+
+    async def run(self) -> None:
+        backoff = BACKOFF_MIN_S
+        while True:
+            await self.wakeup.wait()
+            self.wakeup.clear()
+            while self.queue:
+                batch = self._take_batch()
+                if await self._post(batch):
+                    backoff = BACKOFF_MIN_S
+                    continue
+                # Drop this batch: consensus re-sends what is still needed, so old
+                # messages never pile up behind a peer that was down.
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    async def _post(self, batch: list[bytes]) -> bool:
+        session = self.transport.session
+        assert session is not None
+        try:
+            async with session.post(
+                f"{self.url}/peer/v1/messages",
+                data=pack(batch),
+                headers=self.transport.headers,
+                server_hostname=self.name,
+            ) as response:
+                if response.status == 409:
+                    log.error("peer %s refused us: %s", self.name, (await response.text())[:300])
+                ok = response.status == 204
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            if self.reachable or self.failures == 0:
+                log.info("peer %s unreachable: %s", self.name, type(exc).__name__)
+            self.reachable = False
+            self.failures += 1
+            return False
+        self.reachable = ok
+        return ok
+
+
+class Transport:
+    """Sends to and receives from the other institutions' nodes."""
+
+    def __init__(
+        self,
+        genesis: Genesis,
+        replica_id: int,
+        tls: TlsFiles,
+        on_message: Callable[[Message], None],
+    ) -> None:
+        self.genesis = genesis
+        self.replica_id = replica_id
+        self.tls = tls
+        self.on_message = on_message
+        self.genesis_hash = genesis.genesis_hash
+        self.members = {i.name: index for index, i in enumerate(genesis.institutions)}
+        self.headers = {
+            GENESIS_HEADER: self.genesis_hash,
+            SENDER_HEADER: str(replica_id),
+            "Content-Type": "application/msgpack",
+        }
+        self.session: aiohttp.ClientSession | None = None
+        self.links: dict[int, PeerLink] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.refused = 0
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(ssl=client_context(self.tls), limit_per_host=2)
+        self.session = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+        )
+        for index, institution in enumerate(self.genesis.institutions):
+            if index == self.replica_id:
+                continue
+            node = institution.node
+            link = PeerLink(self, index, institution.name, node.host, node.peer_port)
+            self.links[index] = link
+            self._tasks.append(asyncio.create_task(link.run(), name=f"peer-{institution.name}"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.session is not None:
+            await self.session.close()
+
+    def send(self, target: int | None, message: Message) -> None:
+        data = encode_message(message)
+        if target is None:
+            for link in self.links.values():
+                link.enqueue(data)
+        elif target in self.links:
+            self.links[target].enqueue(data)
+
+    async def fetch(self, peer: int, path: str) -> bytes | None:
+        """GET a peer-only resource (catch-up); None if the peer cannot answer."""
+        link = self.links.get(peer)
+        if link is None or self.session is None:
+            return None
+        try:
+            async with self.session.get(
+                f"{link.url}{path}", headers=self.headers, server_hostname=link.name
+            ) as response:
+                if response.status != 200:
+                    return None
+                return await response.read()
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            return None
+
+    # ------------------------------------------------------------ server side
+
+    def authenticate(self, request: web.Request) -> int:
+        """The sending replica, or an HTTP error saying why it is refused."""
+        peercert = request.transport.get_extra_info("peercert") if request.transport else None
+        name = certificate_common_name(peercert)
+        if name is None or name not in self.members:
+            self.refused += 1
+            raise web.HTTPForbidden(text="not a member of this consortium")
+        if request.headers.get(GENESIS_HEADER) != self.genesis_hash:
+            self.refused += 1
+            raise web.HTTPConflict(
+                text=f"genesis mismatch: this node runs genesis {self.genesis_hash}"
+            )
+        sender = self.members[name]
+        if request.headers.get(SENDER_HEADER) != str(sender):
+            self.refused += 1
+            raise web.HTTPForbidden(text="sender header does not match the certificate")
+        return sender
+
+    async def handle_messages(self, request: web.Request) -> web.Response:
+        self.authenticate(request)
+        body = await request.read()
+        try:
+            items = unpack(body, input_bytes_max=POST_BYTES_MAX + MESSAGE_BYTES_MAX)
+            if type(items) is not tuple or any(type(i) is not bytes for i in items):
+                raise DecodeError("a message batch is an array of byte strings")
+        except DecodeError as exc:
+            raise web.HTTPBadRequest(text=exc.reason) from None
+        for data in items:
+            try:
+                message = decode_message(data, input_bytes_max=MESSAGE_BYTES_MAX)
+            except DecodeError as exc:
+                log.warning("undecodable message: %s", exc.reason)
+                continue
+            self.on_message(message)
+        return web.Response(status=204)
+
+    def peer_app(self, blocks_handler: Callable[[web.Request], Any]) -> web.Application:
+        app = web.Application(client_max_size=POST_BYTES_MAX + MESSAGE_BYTES_MAX)
+        app.router.add_post("/peer/v1/messages", self.handle_messages)
+        app.router.add_get("/peer/v1/blocks", blocks_handler)
+        return app

@@ -1,0 +1,577 @@
+"""The state tree: fixed shapes, a naive reference, proofs and their tampering, properties."""
+
+import hashlib
+from collections.abc import Iterator, Mapping
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ledger.encoding import decode, encode
+from ledger.errors import DecodeError, ProofError
+from ledger.smt import (
+    EMPTY,
+    MemorySmtNodeStore,
+    SmtInternal,
+    SmtLeaf,
+    SmtNode,
+    SmtProof,
+    SparseMerkleTree,
+    decode_node,
+    encode_node,
+    internal_hash,
+    key_path,
+    leaf_hash,
+    node_digest,
+    verify_exclusion,
+    verify_inclusion,
+)
+
+
+def sha(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def bit(path: bytes, depth: int) -> int:
+    return (path[depth // 8] >> (7 - depth % 8)) & 1
+
+
+def first_difference(a: bytes, b: bytes) -> int:
+    return next(d for d in range(256) if bit(a, d) != bit(b, d))
+
+
+# --- naive reference: recursive over sorted paths, the hashing rule spelt out ---------
+
+
+def naive_subtree(leaves: list[tuple[bytes, bytes]], depth: int) -> bytes:
+    if not leaves:
+        return bytes(32)
+    if len(leaves) == 1:
+        path, value_hash = leaves[0]
+        return sha(b"\x00" + path + value_hash)
+    left = [leaf for leaf in leaves if not bit(leaf[0], depth)]
+    right = [leaf for leaf in leaves if bit(leaf[0], depth)]
+    return sha(b"\x01" + naive_subtree(left, depth + 1) + naive_subtree(right, depth + 1))
+
+
+def naive_root(state: Mapping[bytes, bytes]) -> bytes:
+    return naive_subtree(sorted((sha(k), sha(v)) for k, v in state.items()), 0)
+
+
+def tree_of(state: Mapping[bytes, bytes]) -> SparseMerkleTree:
+    tree = SparseMerkleTree(MemorySmtNodeStore())
+    tree.update(state)
+    return tree
+
+
+def flipped(data: bytes, position: int, mask: int = 0x01) -> bytes:
+    out = bytearray(data)
+    out[position] ^= mask
+    return bytes(out)
+
+
+def colliding_keys(prefix_bytes: int) -> tuple[bytes, bytes]:
+    """Two keys whose paths share their first `prefix_bytes` bytes (a birthday search)."""
+    seen: dict[bytes, bytes] = {}
+    for i in range(10_000_000):
+        key = i.to_bytes(8, "big")
+        prefix = sha(key)[:prefix_bytes]
+        if prefix in seen:
+            return seen[prefix], key
+        seen[prefix] = key
+    raise AssertionError("no collision found")
+
+
+KEY_A, KEY_B = colliding_keys(3)
+
+STATE = {f"key {i}".encode(): f"value {i}".encode() for i in range(40)}
+TREE = tree_of(STATE)
+ABSENT = [f"absent {i}".encode() for i in range(40)]
+
+states = st.dictionaries(st.binary(max_size=8), st.binary(max_size=16), max_size=200)
+
+
+# --- fixed shapes -------------------------------------------------------------------
+
+
+def test_empty_tree() -> None:
+    tree = SparseMerkleTree(MemorySmtNodeStore())
+    assert tree.root == EMPTY == bytes(32)
+    assert tree.update({}) == EMPTY
+    proof = tree.prove(b"anything")
+    assert proof == SmtProof((), None)
+    verify_exclusion(EMPTY, b"anything", proof)
+    with pytest.raises(ProofError, match="empty subtree"):
+        verify_inclusion(EMPTY, b"anything", b"", proof)
+
+
+def test_store_defaults_to_memory() -> None:
+    tree = SparseMerkleTree()
+    assert isinstance(tree.store, MemorySmtNodeStore)
+    assert tree.update({b"k": b"v"}) == naive_root({b"k": b"v"})
+
+
+def test_one_key_root_is_its_leaf() -> None:
+    tree = SparseMerkleTree(MemorySmtNodeStore())
+    root = tree.update({b"key": b"value"})
+    assert root == sha(b"\x00" + sha(b"key") + sha(b"value"))
+    assert root == leaf_hash(key_path(b"key"), sha(b"value"))
+    proof = tree.prove(b"key")
+    assert proof == SmtProof((), SmtLeaf(sha(b"key"), sha(b"value")))
+    verify_inclusion(root, b"key", b"value", proof)
+    other = tree.prove(b"other")
+    assert other == proof  # the path of any other key ends in the same lone leaf
+    verify_exclusion(root, b"other", other)
+
+
+def test_two_keys_with_a_long_common_prefix() -> None:
+    path_a, path_b = sha(KEY_A), sha(KEY_B)
+    assert path_a[:3] == path_b[:3]
+    split = first_difference(path_a, path_b)
+    assert split >= 24
+    leaf_a = sha(b"\x00" + path_a + sha(b"a"))
+    leaf_b = sha(b"\x00" + path_b + sha(b"b"))
+    node = sha(b"\x01" + leaf_a + leaf_b) if bit(path_b, split) else sha(b"\x01" + leaf_b + leaf_a)
+    for depth in range(split - 1, -1, -1):  # single-child internal nodes above the split
+        node = sha(b"\x01" + EMPTY + node) if bit(path_a, depth) else sha(b"\x01" + node + EMPTY)
+    tree = tree_of({KEY_A: b"a", KEY_B: b"b"})
+    assert tree.root == node
+    proof = tree.prove(KEY_A)
+    assert len(proof.siblings) == split + 1
+    assert proof.siblings[:split] == (EMPTY,) * split
+    assert proof.siblings[split] == leaf_b
+    verify_inclusion(tree.root, KEY_A, b"a", proof)
+    verify_inclusion(tree.root, KEY_B, b"b", tree.prove(KEY_B))
+    # deleting one collapses the chain back into the other's lone leaf
+    assert tree.update({KEY_B: None}) == leaf_a
+
+
+def test_one_key_under_a_shared_prefix_ends_in_an_empty_subtree() -> None:
+    # A third key whose path leaves the common prefix of A and B somewhere above their split.
+    path_a = sha(KEY_A)
+    tree = tree_of({KEY_A: b"a", KEY_B: b"b"})
+    absent = next(
+        key
+        for key in (i.to_bytes(4, "big") for i in range(1_000_000))
+        if 0 < first_difference(sha(key), path_a) < 24
+    )
+    proof = tree.prove(absent)
+    assert proof.leaf is None
+    assert len(proof.siblings) == first_difference(sha(absent), path_a) + 1
+    verify_exclusion(tree.root, absent, proof)
+
+
+def test_update_then_delete_everything_gives_empty() -> None:
+    tree = tree_of(STATE)
+    assert tree.root != EMPTY
+    assert tree.update(dict.fromkeys(STATE)) == EMPTY
+    assert tree.prove(b"key 1") == SmtProof((), None)
+
+
+def test_delete_some_keys_equals_a_tree_built_without_them() -> None:
+    tree = tree_of(STATE)
+    kept = {k: v for i, (k, v) in enumerate(STATE.items()) if i % 3 == 0}
+    tree.update({k: None for k in STATE if k not in kept})
+    assert tree.root == tree_of(kept).root == naive_root(kept)
+
+
+def test_deleting_an_absent_key_changes_nothing() -> None:
+    tree = tree_of(STATE)
+    root = tree.root
+    assert tree.update(dict.fromkeys(ABSENT)) == root
+    assert SparseMerkleTree(MemorySmtNodeStore()).update({b"x": None}) == EMPTY
+    one = tree_of({KEY_A: b"a"})
+    assert one.update({KEY_B: None}) == leaf_hash(sha(KEY_A), sha(b"a"))
+
+
+def test_setting_the_same_value_changes_nothing() -> None:
+    tree = tree_of(STATE)
+    root = tree.root
+    assert tree.update(dict(list(STATE.items())[:5])) == root
+
+
+def test_a_changed_value_changes_the_root() -> None:
+    tree = tree_of(STATE)
+    root = tree.update({b"key 7": b"new"})
+    assert root == naive_root({**STATE, b"key 7": b"new"})
+    verify_inclusion(root, b"key 7", b"new", tree.prove(b"key 7"))
+
+
+def test_hashing_helpers() -> None:
+    left, right = sha(b"l"), sha(b"r")
+    assert internal_hash(left, right) == sha(b"\x01" + left + right)
+    assert node_digest(SmtInternal(left, right)) == internal_hash(left, right)
+    assert node_digest(SmtLeaf(left, right)) == leaf_hash(left, right)
+    assert key_path(b"k") == sha(b"k")
+
+
+# --- properties against the reference -------------------------------------------------
+
+
+@settings(deadline=None, max_examples=100)
+@given(state=states)
+def test_root_matches_the_naive_reference(state: dict[bytes, bytes]) -> None:
+    assert tree_of(state).root == naive_root(state)
+
+
+@settings(deadline=None, max_examples=100)
+@given(state=states, data=st.data())
+def test_root_is_independent_of_order_and_batching(
+    state: dict[bytes, bytes], data: st.DataObject
+) -> None:
+    expected = naive_root(state)
+    keys = list(state)
+
+    one_by_one = SparseMerkleTree(MemorySmtNodeStore())
+    for key in data.draw(st.permutations(keys), label="order"):
+        one_by_one.update({key: state[key]})
+    assert one_by_one.root == expected
+
+    batched = SparseMerkleTree(MemorySmtNodeStore())
+    order = data.draw(st.permutations(keys), label="batch order")
+    sizes = data.draw(st.lists(st.integers(1, 50), max_size=20), label="batch sizes")
+    start = 0
+    for size in [*sizes, len(order)]:
+        batched.update({key: state[key] for key in order[start : start + size]})
+        start += size
+    assert batched.root == expected
+
+    # extra keys inserted and then deleted leave no trace
+    extra = data.draw(st.dictionaries(st.binary(min_size=9, max_size=12), st.binary()))
+    detour = tree_of({**state, **extra})
+    detour.update(dict.fromkeys(extra))
+    assert detour.root == expected
+
+
+@settings(deadline=None, max_examples=100)
+@given(before=states, changes=st.dictionaries(st.binary(max_size=8), st.none() | st.binary()))
+def test_mixed_batch_of_sets_and_deletes(
+    before: dict[bytes, bytes], changes: dict[bytes, bytes | None]
+) -> None:
+    tree = tree_of(before)
+    old_root = tree.root
+    after = dict(before)
+    for key, value in changes.items():
+        if value is None:
+            after.pop(key, None)
+        else:
+            after[key] = value
+    assert tree.update(changes) == naive_root(after)
+    assert SparseMerkleTree(tree.store, old_root).root == naive_root(before)
+    for key in list(changes)[:10]:
+        proof = tree.prove(key)
+        if key in after:
+            verify_inclusion(tree.root, key, after[key], proof)
+        else:
+            verify_exclusion(tree.root, key, proof)
+        old = tree.prove(key, root=old_root)
+        if key in before:
+            verify_inclusion(old_root, key, before[key], old)
+        else:
+            verify_exclusion(old_root, key, old)
+
+
+@settings(deadline=None, max_examples=60)
+@given(state=states.filter(bool), absent=st.lists(st.binary(min_size=9, max_size=9), max_size=5))
+def test_proofs_for_random_trees(state: dict[bytes, bytes], absent: list[bytes]) -> None:
+    tree = tree_of(state)
+    for key, value in state.items():
+        proof = tree.prove(key)
+        verify_inclusion(tree.root, key, value, proof)
+        with pytest.raises(ProofError):
+            verify_exclusion(tree.root, key, proof)
+    for key in absent:
+        proof = tree.prove(key)
+        verify_exclusion(tree.root, key, proof)
+        with pytest.raises(ProofError):
+            verify_inclusion(tree.root, key, b"", proof)
+
+
+# --- inclusion proofs and their tampering -------------------------------------------
+
+
+def all_tamperings(proof: SmtProof) -> Iterator[SmtProof]:
+    """Every single-byte change of every hash in the proof, and structural edits."""
+    siblings = proof.siblings
+    for i, sibling in enumerate(siblings):
+        for position in range(32):
+            yield SmtProof(
+                (*siblings[:i], flipped(sibling, position), *siblings[i + 1 :]), proof.leaf
+            )
+    if proof.leaf is not None:
+        for position in range(32):
+            leaf = proof.leaf
+            yield SmtProof(siblings, SmtLeaf(flipped(leaf.path, position), leaf.value_hash))
+            yield SmtProof(siblings, SmtLeaf(leaf.path, flipped(leaf.value_hash, position)))
+        yield SmtProof(siblings, None)
+    if siblings:
+        yield SmtProof(siblings[:-1], proof.leaf)
+        yield SmtProof(siblings[1:], proof.leaf)
+    yield SmtProof((*siblings, sha(b"extra")), proof.leaf)
+    yield SmtProof((sha(b"extra"), *siblings), proof.leaf)
+
+
+@pytest.mark.parametrize("key", list(STATE))
+def test_inclusion_proof_verifies_and_every_change_breaks_it(key: bytes) -> None:
+    root, value = TREE.root, STATE[key]
+    proof = TREE.prove(key)
+    verify_inclusion(root, key, value, proof)
+    assert decode(SmtProof, encode(proof)) == proof
+
+    with pytest.raises(ProofError, match="different value"):
+        verify_inclusion(root, key, value + b"!", proof)
+    with pytest.raises(ProofError, match="another key"):
+        verify_inclusion(root, b"key 999", value, proof)
+    other = next(k for k in STATE if k != key)
+    with pytest.raises(ProofError):
+        verify_inclusion(root, other, STATE[other], proof)
+    for position in range(32):
+        with pytest.raises(ProofError, match="expected root"):
+            verify_inclusion(flipped(root, position), key, value, proof)
+    for tampered in all_tamperings(proof):
+        with pytest.raises(ProofError):
+            verify_inclusion(root, key, value, tampered)
+
+
+@pytest.mark.parametrize("key", list(STATE)[:10])
+def test_every_byte_of_the_encoded_proof_matters(key: bytes) -> None:
+    root, value = TREE.root, STATE[key]
+    data = encode(TREE.prove(key))
+    for position in range(len(data)):
+        for mask in (0x01, 0x80):
+            try:
+                tampered = decode(SmtProof, flipped(data, position, mask))
+            except DecodeError:
+                continue
+            with pytest.raises(ProofError):
+                verify_inclusion(root, key, value, tampered)
+
+
+# --- exclusion proofs -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ABSENT)
+def test_exclusion_proof_verifies_and_every_change_breaks_it(key: bytes) -> None:
+    root = TREE.root
+    proof = TREE.prove(key)
+    verify_exclusion(root, key, proof)
+    with pytest.raises(ProofError):
+        verify_inclusion(root, key, b"", proof)
+    for position in range(32):
+        with pytest.raises(ProofError):
+            verify_exclusion(flipped(root, position), key, proof)
+    for tampered in all_tamperings(proof):
+        if tampered.leaf is not None and tampered.leaf.path == key_path(key):
+            continue  # cannot happen from a flip, but would be an inclusion claim
+        with pytest.raises(ProofError):
+            verify_exclusion(root, key, tampered)
+
+
+def test_both_kinds_of_exclusion_occur() -> None:
+    ends = {TREE.prove(key).leaf is None for key in ABSENT}
+    assert ends == {True, False}
+
+
+@pytest.mark.parametrize("key", list(STATE)[:10])
+def test_exclusion_fails_for_present_keys(key: bytes) -> None:
+    proof = TREE.prove(key)
+    with pytest.raises(ProofError, match="key is present"):
+        verify_exclusion(TREE.root, key, proof)
+    # nor can another key's absence proof be passed off for it
+    for absent in ABSENT[:10]:
+        with pytest.raises(ProofError):
+            verify_exclusion(TREE.root, key, TREE.prove(absent))
+
+
+def test_exclusion_leaf_must_lie_on_the_key_path() -> None:
+    tree = tree_of({KEY_A: b"a", KEY_B: b"b", b"x": b"y"})
+    path_a = sha(KEY_A)
+    far = next(
+        key
+        for key in (i.to_bytes(4, "big") for i in range(1000))
+        if first_difference(sha(key), path_a) == 0
+    )
+    proof = tree.prove(KEY_A)  # ends in A's leaf, deep below the root
+    with pytest.raises(ProofError, match="does not share the key's first"):
+        verify_exclusion(tree.root, far, proof)
+
+
+# --- old roots stay provable ----------------------------------------------------------
+
+
+def test_proofs_against_an_older_root_still_verify() -> None:
+    tree = tree_of(STATE)
+    old_root = tree.root
+    old_proofs = {key: tree.prove(key) for key in [*STATE, *ABSENT]}
+    tree.update({b"key 1": b"changed", b"key 2": None, **dict.fromkeys(ABSENT[:20], b"new")})
+    tree.update({f"more {i}".encode(): b"m" for i in range(100)})
+    assert tree.root != old_root
+    for key, proof in old_proofs.items():
+        assert tree.prove(key, root=old_root) == proof
+        if key in STATE:
+            verify_inclusion(old_root, key, STATE[key], tree.prove(key, old_root))
+        else:
+            verify_exclusion(old_root, key, tree.prove(key, old_root))
+    verify_inclusion(tree.root, b"key 1", b"changed", tree.prove(b"key 1"))
+    verify_exclusion(tree.root, b"key 2", tree.prove(b"key 2"))
+    verify_inclusion(tree.root, ABSENT[0], b"new", tree.prove(ABSENT[0]))
+    view = SparseMerkleTree(tree.store, old_root)
+    assert view.prove(b"key 1") == old_proofs[b"key 1"]
+
+
+def test_unknown_or_malformed_roots_are_refused() -> None:
+    with pytest.raises(ProofError, match="no SMT node"):
+        TREE.prove(b"key 1", root=sha(b"not a root"))
+    with pytest.raises(ProofError, match="31 bytes"):
+        TREE.prove(b"key 1", root=bytes(31))
+    with pytest.raises(ProofError, match="no SMT node"):
+        SparseMerkleTree(MemorySmtNodeStore(), sha(b"unknown")).update({b"k": b"v"})
+    with pytest.raises(ProofError, match="33 bytes"):
+        SparseMerkleTree(MemorySmtNodeStore(), bytes(33))
+
+
+# --- the store --------------------------------------------------------------------------
+
+
+class CountingStore(MemorySmtNodeStore):
+    __slots__ = ("puts",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.puts: list[bytes] = []
+
+    def put(self, node_hash: bytes, node: SmtNode) -> None:
+        self.puts.append(node_hash)
+        super().put(node_hash, node)
+
+
+def path_nodes(tree: SparseMerkleTree, key: bytes) -> list[bytes]:
+    """The hashes of the nodes on `key`'s path, root first (not EMPTY)."""
+    proof = tree.prove(key)
+    node = tree.root
+    hashes = []
+    for depth, sibling in enumerate(proof.siblings):
+        hashes.append(node)
+        parent = tree.store.get(node)
+        assert isinstance(parent, SmtInternal)
+        node = parent.right if bit(key_path(key), depth) else parent.left
+        assert sibling == (parent.left if bit(key_path(key), depth) else parent.right)
+    if node != EMPTY:
+        hashes.append(node)
+    return hashes
+
+
+def test_nodes_are_content_addressed_and_never_deleted() -> None:
+    store = MemorySmtNodeStore()
+    tree = SparseMerkleTree(store)
+    tree.update(STATE)
+    before = {h: store.get(h) for h in store._nodes}
+    tree.update(dict.fromkeys(STATE))
+    assert tree.root == EMPTY
+    for node_hash, node in before.items():
+        assert store.get(node_hash) == node
+    for node_hash, node in store._nodes.items():
+        assert node_digest(node) == node_hash
+
+
+def test_a_batch_writes_each_new_node_once() -> None:
+    store = CountingStore()
+    tree = SparseMerkleTree(store)
+    tree.update(STATE)
+    reachable = {h for key in STATE for h in path_nodes(tree, key)}
+    assert sorted(store.puts) == sorted(reachable)  # the whole tree, each node hashed once
+    store.puts.clear()
+    changes = dict.fromkeys(ABSENT, b"new")
+    tree.update(changes)
+    new_nodes = {h for key in changes for h in path_nodes(tree, key)}
+    assert sorted(store.puts) == sorted(new_nodes)
+
+
+def test_one_change_costs_its_path() -> None:
+    store = CountingStore()
+    tree = SparseMerkleTree(store)
+    tree.update({f"k{i}".encode(): b"v" for i in range(1000)})
+    store.puts.clear()
+    tree.update({b"new key": b"v"})
+    depth = len(tree.prove(b"new key").siblings)
+    assert len(store.puts) == depth + 1
+    assert depth < 30
+
+
+def test_node_records_round_trip() -> None:
+    leaf = SmtLeaf(sha(b"p"), sha(b"v"))
+    internal = SmtInternal(sha(b"l"), sha(b"r"))
+    for node in (leaf, internal):
+        assert decode_node(encode_node(node)) == node
+    assert encode_node(leaf)[1:] == encode_node(SmtInternal(leaf.path, leaf.value_hash))[1:]
+    assert encode_node(leaf)[:1] == b"\x00"
+    assert encode_node(internal)[:1] == b"\x01"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"\x02" + encode(SmtLeaf(bytes(32), bytes(32))), b"\x00", b"\x01\x92", b"\x00\xc0"],
+)
+def test_bad_node_records_are_refused(data: bytes) -> None:
+    with pytest.raises(DecodeError):
+        decode_node(data)
+
+
+def test_decode_refuses_proofs_with_too_many_siblings() -> None:
+    proof = SmtProof((sha(b"s"),) * 257, None)
+    with pytest.raises(DecodeError, match="exceeds the maximum 256"):
+        decode(SmtProof, encode(proof))
+    assert decode(SmtProof, encode(SmtProof((sha(b"s"),) * 256, None))).siblings[0] == sha(b"s")
+
+
+# --- malformed proofs raise ProofError, nothing else ----------------------------------
+
+H = sha(b"h")
+BAD_PROOFS = [
+    pytest.param(SmtProof((bytes(31),), None), "sibling 0 has 31 bytes", id="short-sibling"),
+    pytest.param(SmtProof((H, H + b"x"), None), "sibling 1 has 33 bytes", id="long-sibling"),
+    pytest.param(SmtProof((H,) * 257, None), "257 siblings", id="too-many"),
+    pytest.param(SmtProof([H], None), "not a tuple", id="list"),
+    pytest.param(SmtProof(("ab" * 16,), None), "is str", id="str-sibling"),
+    pytest.param(SmtProof((H, EMPTY), None), "deepest sibling is EMPTY", id="empty-last"),
+    pytest.param(SmtProof((), SmtInternal(H, H)), "not an SmtLeaf", id="internal-leaf"),
+    pytest.param(SmtProof((), SmtLeaf(H[:5], H)), "path has 5 bytes", id="short-path"),
+    pytest.param(SmtProof((), SmtLeaf(H, None)), "value hash is NoneType", id="none-vh"),
+    pytest.param(None, "expected an SmtProof", id="none"),
+    pytest.param(((), None), "expected an SmtProof", id="tuple"),
+]
+
+
+@pytest.mark.parametrize(("proof", "reason"), BAD_PROOFS)
+def test_malformed_proofs(proof: SmtProof, reason: str) -> None:
+    with pytest.raises(ProofError, match=reason):
+        verify_inclusion(TREE.root, b"key 1", STATE[b"key 1"], proof)
+    with pytest.raises(ProofError, match=reason):
+        verify_exclusion(TREE.root, b"absent", proof)
+
+
+def test_malformed_root() -> None:
+    proof = TREE.prove(b"key 1")
+    with pytest.raises(ProofError, match="root has 31 bytes"):
+        verify_inclusion(TREE.root[:31], b"key 1", STATE[b"key 1"], proof)
+    with pytest.raises(ProofError, match="root is str"):
+        verify_exclusion("00" * 32, b"absent", proof)
+
+
+junk_hash = st.one_of(st.binary(min_size=32, max_size=32), st.binary(max_size=40), st.none())
+
+
+@settings(deadline=None, max_examples=200)
+@given(
+    siblings=st.lists(junk_hash, max_size=300).map(tuple),
+    leaf=st.none() | st.builds(SmtLeaf, junk_hash, junk_hash),
+    key=st.binary(max_size=4),
+)
+def test_arbitrary_proofs_raise_only_proof_error(
+    siblings: tuple[bytes, ...], leaf: SmtLeaf | None, key: bytes
+) -> None:
+    proof = SmtProof(siblings, leaf)
+    with pytest.raises(ProofError):
+        verify_inclusion(TREE.root, key, b"v", proof)
+    with pytest.raises(ProofError):
+        verify_exclusion(TREE.root, key, proof)
