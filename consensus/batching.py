@@ -121,6 +121,8 @@ def check_batch_transactions(
         if tx_id in seen:
             raise PeerError(f"transaction {tx_id.hex()} appears twice in the batch")
         seen.add(tx_id)
+        if tx.body.chain_id != rules.chain_id:
+            raise PeerError(f"transaction {tx_id.hex()} is for chain {tx.body.chain_id!r}")
         if pool.is_delivered(tx_id):
             raise PeerError(f"transaction {tx_id.hex()} is already ordered")
         other = pool.batch_of(tx_id)

@@ -4,43 +4,52 @@ Rule: an answer holds consecutive blocks from the height asked for, and every
 one of them is provable to the asker: those up to the last checkpoint
 certificate in range by the hash chain into the certified block, those after
 it by their own commit certificates. A block with neither ends the answer.
-The function is pure over mappings, so the simulator's disk and the node's
-database serve with the same rule.
+The store is reached through a small protocol, so the simulator's disk and
+the node's database serve with the same rule.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from typing import Protocol
 
 from consensus.events import CommittedBlock
 from ledger.checkpoint import CheckpointCertificate
 
 
+class BlockSource(Protocol):
+    def block(self, height: int) -> CommittedBlock | None: ...
+
+    def latest_certificate_between(self, low: int, high: int) -> CheckpointCertificate | None: ...
+
+    def first_certificate_from(self, height: int) -> CheckpointCertificate | None: ...
+
+
 def select_fetch_answer(
-    blocks: Mapping[int, CommittedBlock],
-    certificates: Mapping[int, CheckpointCertificate],
-    from_height: int,
-    chunk_max: int,
+    source: BlockSource, from_height: int, chunk_max: int
 ) -> tuple[CheckpointCertificate | None, tuple[CommittedBlock, ...]] | None:
-    end = from_height
-    while end < from_height + chunk_max and end in blocks:
-        end += 1
-    available = range(from_height, end)  # heights held, consecutive
-    certified = [h for h in available if h in certificates]
-    if not certified:
-        # Nothing certified in range: a certificate further on still proves the chain up to it.
-        later = min((h for h in certificates if h >= end), default=None)
-        if later is not None and all(h in blocks for h in range(end, later + 1)):
-            certified, available = [later], range(from_height, later + 1)
-    certificate_height = max(certified, default=from_height - 1)
-    answer = [blocks[h] for h in available if h <= certificate_height]
-    for height in available:
-        if height <= certificate_height:
-            continue
-        if blocks[height].certificate is None:
+    held: list[CommittedBlock] = []
+    while len(held) < chunk_max:
+        block = source.block(from_height + len(held))
+        if block is None:
             break
-        answer.append(blocks[height])
-    if not answer:
+        held.append(block)
+    if not held:
         return None
-    certificate = certificates.get(certificate_height)
-    return certificate, tuple(answer)
+    end = from_height + len(held) - 1
+    certificate = source.latest_certificate_between(from_height, end)
+    if certificate is None:
+        # Nothing certified in range: a certificate a little further on still proves
+        # the chain up to it (checkpoints every `checkpoint_interval` blocks).
+        later = source.first_certificate_from(end + 1)
+        if later is not None and later.checkpoint.height < end + 1 + chunk_max:
+            extra = [source.block(h) for h in range(end + 1, later.checkpoint.height + 1)]
+            if all(b is not None for b in extra):
+                held.extend(b for b in extra if b is not None)
+                certificate = later
+    certified = from_height - 1 if certificate is None else certificate.checkpoint.height
+    answer = [b for b in held if b.block.header.height <= certified]
+    for block in held[len(answer) :]:
+        if block.certificate is None:
+            break
+        answer.append(block)
+    return (certificate, tuple(answer)) if answer else None

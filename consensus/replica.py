@@ -118,6 +118,7 @@ class Replica:
         """Rare branches reached, by name (the simulator checks that swarms reach them)."""
 
         self.now_ms = 0
+        self._first_step = True
         self.view = View(0)
         self.active = True
         self.diverged = False
@@ -168,6 +169,10 @@ class Replica:
 
     def step(self, event: Event, now_ms: int) -> Output:
         self.now_ms = max(self.now_ms, now_ms)
+        if self._first_step:
+            # The clock is known only now: timers of restored work start here, not at 0.
+            self._first_step = False
+            self.pool.restart_timers(self.now_ms)
         if not self.active and self.view_change_deadline_ms is None:  # e.g. restored mid-change
             self.view_change_deadline_ms = self.now_ms + self.view_change_timeout_ms
         out = Output()
@@ -294,10 +299,11 @@ class Replica:
             raise PeerError("the primary does not send prepares")
         if not self._in_window(prepare.seq):
             return
-        slot = self._slot(prepare.seq)
-        if prepare.replica in slot.prepares:
+        known = self.slots.get(prepare.seq)
+        if known is not None and prepare.replica in known.prepares:
             return
         self.verifier.signed(prepare)
+        slot = self._slot(prepare.seq)
         slot.prepares[prepare.replica] = prepare
         self._check_prepared(prepare.seq, slot, out)
 
@@ -327,10 +333,11 @@ class Replica:
             return
         if not self._in_window(commit.seq):
             return
-        slot = self._slot(commit.seq)
-        if commit.replica in slot.commits:
+        known = self.slots.get(commit.seq)
+        if known is not None and commit.replica in known.commits:
             return
         self.verifier.signed(commit)
+        slot = self._slot(commit.seq)
         slot.commits[commit.replica] = commit
         self._check_committed(commit.seq, slot, out)
 
@@ -476,11 +483,10 @@ class Replica:
             return
         if height > self.stable_height + 2 * self.params.window_size:
             return  # far ahead: Status messages will lead to a fetch
-        votes = self.checkpoint_votes.setdefault(height, {})
-        if vote.replica in votes:
+        if vote.replica in self.checkpoint_votes.get(height, {}):
             return
         self.verifier.checkpoint_vote(vote)
-        votes[vote.replica] = vote
+        self.checkpoint_votes.setdefault(height, {})[vote.replica] = vote
         self._check_stable(height, out)
 
     def _check_stable(self, height: int, out: Output) -> None:
@@ -559,11 +565,10 @@ class Replica:
             return
         if message.new_view > self.view + VIEW_AHEAD_MAX:
             raise PeerError(f"view change for view {message.new_view}, far beyond {self.view}")
-        received = self.view_changes.setdefault(message.new_view, {})
-        if message.replica in received:
+        if message.replica in self.view_changes.get(message.new_view, {}):
             return
         self.verifier.view_change(message, self.params.window_size)
-        received[message.replica] = message
+        self.view_changes.setdefault(message.new_view, {})[message.replica] = message
         self._view_change_progress(out)
 
     def _help_laggard(self, replica: ReplicaId, their_view: int, out: Output) -> None:
@@ -821,7 +826,10 @@ def _kind(event: Event) -> str:
 
 def _sender(event: Event) -> int | None:
     if isinstance(event, MessageReceived):
-        replica = getattr(event.message, "replica", None)
+        message = event.message
+        if isinstance(message, Proposal):
+            return message.pre_prepare.replica
+        replica = getattr(message, "replica", None)
         return replica if isinstance(replica, int) else None
     if isinstance(event, BlocksFetched):
         return event.peer

@@ -87,8 +87,21 @@ class Disk:
     def serve_fetch(
         self, from_height: int, chunk_max: int
     ) -> tuple[CheckpointCertificate | None, tuple[CommittedBlock, ...]] | None:
-        """Consecutive blocks from `from_height`, each proven by a certificate (see the node)."""
-        return select_fetch_answer(self.blocks, self.certificates, from_height, chunk_max)
+        """Consecutive provable blocks from `from_height` (the node serves by the same rule)."""
+        return select_fetch_answer(self, from_height, chunk_max)
+
+    def block(self, height: int) -> CommittedBlock | None:
+        return self.blocks.get(height)
+
+    def latest_certificate_between(self, low: int, high: int) -> CheckpointCertificate | None:
+        for height in range(high, low - 1, -1):
+            if height in self.certificates:
+                return self.certificates[height]
+        return None
+
+    def first_certificate_from(self, height: int) -> CheckpointCertificate | None:
+        later = [h for h in self.certificates if h >= height]
+        return self.certificates[min(later)] if later else None
 
 
 @dataclass(slots=True)
