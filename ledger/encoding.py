@@ -282,6 +282,18 @@ def unpack(data: bytes, *, input_bytes_max: int = INPUT_BYTES_MAX_DEFAULT) -> An
         raise DecodeError(f"malformed msgpack: {_describe(exc)}") from None
 
 
+def unpack_document(data: bytes, *, input_bytes_max: int = INPUT_BYTES_MAX_DEFAULT) -> Any:
+    """Parse an API document (maps allowed): never hashed or signed, so no canonical form."""
+    if len(data) > input_bytes_max:
+        raise DecodeError(f"input of {len(data)} bytes exceeds the maximum {input_bytes_max}")
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False, max_ext_len=0)
+    except msgpack.ExtraData as exc:
+        raise DecodeError(f"{len(exc.extra)} trailing bytes after the value") from None
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise DecodeError(f"malformed msgpack: {_describe(exc)}") from None
+
+
 def decode(cls: type[T], data: bytes, *, input_bytes_max: int = INPUT_BYTES_MAX_DEFAULT) -> T:
     """Decode canonical bytes into a `cls`; raise `DecodeError` for anything else."""
     value = from_wire(cls, unpack(data, input_bytes_max=input_bytes_max))

@@ -76,6 +76,8 @@ class GenesisIdentity(Strict):
     role: Literal["applicant", "officer", "auditor"]
     name: Annotated[str, Field(min_length=1, max_length=120)]
     level: int = Field(0, ge=0, le=3)
+    balance: int = Field(0, ge=0, le=10**15)
+    """Initial prepaid balance (for development consortia)."""
 
     @field_validator("key")
     @classmethod
@@ -115,6 +117,8 @@ class Genesis(Strict):
     families: dict[str, str] = {}
     """Transaction family name -> SHA-256 (hex) of its code, pinned for determinism."""
     identities: tuple[GenesisIdentity, ...] = ()
+    fees: dict[str, int] = {}
+    """The initial fee schedule: operation ("notarization.apply") -> amount."""
 
     @field_validator("institutions")
     @classmethod

@@ -241,6 +241,8 @@ def transaction_view(tx_id: bytes, entry: Any) -> dict[str, Any]:
 
 
 def build_api(node: Node) -> web.Application:
+    from node.records import add_record_routes  # noqa: PLC0415  (records imports this module)
+
     app = web.Application(middlewares=[errors_middleware], client_max_size=2 * 1024 * 1024)
     app[NODE_KEY] = node
     app.router.add_get("/v1/status", get_status)
@@ -250,4 +252,5 @@ def build_api(node: Node) -> web.Application:
     app.router.add_get("/v1/checkpoints/latest", get_latest_checkpoint)
     app.router.add_get("/v1/openapi.json", get_openapi)
     app.router.add_get("/metrics", get_metrics)
+    add_record_routes(app)
     return app

@@ -101,7 +101,7 @@ class Node:
             config.tls_cert_path, config.tls_key_path, config.ca_cert_path, passphrase
         )
         self.metrics = Metrics()
-        self.families = instantiate()
+        self.families = instantiate(self.genesis)
         self.db_path = config.data_dir / "chain.db"
         try:
             self.store = Store(self.db_path, self.genesis.genesis_hash)

@@ -21,12 +21,15 @@ from consensus.events import CommittedBlock, Executed
 from ledger.block import tx_leaf
 from ledger.encoding import encode
 from ledger.families import Refusal
+from ledger.families.fees import SCHEDULE_KEY, Account, FeeEntry, Schedule, account_key
+from ledger.families.governance import INSTITUTIONS_KEY, Member, Members
 from ledger.families.identity import Identity, Role, identity_key
 from ledger.genesis import Genesis
 from ledger.merkle import EMPTY_ROOT, MerkleLog
 from ledger.smt import EMPTY as SMT_EMPTY
 from ledger.smt import SmtNode, SparseMerkleTree, decode_node, encode_node
 from node.families.base import Context, Family, Refused
+from node.families.governance import apply_due_changes
 from node.storage import BlockWrite, Head, Store, TxEntry
 
 OK = "ok"
@@ -106,6 +109,8 @@ class Executor:
         self.log_store = FrontierNodeStore(counts, tails)
         self.log = MerkleLog(self.log_store)
         self.smt_store = DatabaseSmtStore(store)
+        self.membership_changes: list[tuple[int, Members]] = []
+        """(height, members) for each validator-set change executed (read by the driver)."""
         if self.head.height == 0 and not self.head.log_root:
             self._write_genesis_state()
 
@@ -129,27 +134,8 @@ class Executor:
         return None if row is None else bytes(row[0])
 
     def _write_genesis_state(self) -> None:
-        """Height 0: each institution's administrator, and the genesis identities."""
-        writes: dict[bytes, bytes] = {}
-        for institution in self.genesis.institutions:
-            key = bytes.fromhex(institution.admin_key)
-            identity = Identity(
-                key, institution.name, Role.ADMIN, f"{institution.name} admin", 3, 0, None, None
-            )
-            writes[identity_key(key)] = encode(identity)
-        for entry in self.genesis.identities:
-            key = bytes.fromhex(entry.key)
-            identity = Identity(
-                key,
-                entry.institution,
-                Role[entry.role.upper()],
-                entry.name,
-                entry.level,
-                0,
-                None,
-                None,
-            )
-            writes[identity_key(key)] = encode(identity)
+        """Height 0: the members, their administrators, the genesis identities and fees."""
+        writes = genesis_state(self.genesis)
         tree = SparseMerkleTree(self.smt_store, SMT_EMPTY)
         root = tree.update(writes)
         head = Head(0, bytes.fromhex(self.genesis.genesis_hash), 0, root, 0, EMPTY_ROOT)
@@ -169,6 +155,12 @@ class Executor:
         def read(key: bytes) -> bytes | None:
             return writes[key] if key in writes else self._read(key)
 
+        def write(key: bytes, value: bytes) -> None:
+            writes[key] = value
+
+        members = apply_due_changes(header.height, read, write)
+        if members is not None:
+            self.membership_changes.append((header.height, members))
         entries: list[tuple[bytes, TxEntry]] = []
         for position, tx in enumerate(block.transactions):
             tx_id = tx.id
@@ -217,3 +209,37 @@ class Executor:
 
 def _refusal(code: str, reason: str) -> tuple[str, bytes]:
     return code, encode(Refusal(code, reason))
+
+
+def genesis_state(genesis: Genesis) -> dict[bytes, bytes]:
+    writes: dict[bytes, bytes] = {}
+    members = []
+    for institution in genesis.institutions:
+        admin_key = bytes.fromhex(institution.admin_key)
+        admin = Identity(
+            admin_key, institution.name, Role.ADMIN, f"{institution.name} admin", 3, 0, None, None
+        )
+        writes[identity_key(admin_key)] = encode(admin)
+        node = institution.node
+        members.append(
+            Member(
+                institution.name,
+                institution.role,
+                admin_key,
+                bytes.fromhex(node.key),
+                node.host,
+                node.peer_port,
+                node.api_port,
+            )
+        )
+    writes[INSTITUTIONS_KEY] = encode(Members(tuple(members), 0))
+    for entry in genesis.identities:
+        key = bytes.fromhex(entry.key)
+        role = Role[entry.role.upper()]
+        identity = Identity(key, entry.institution, role, entry.name, entry.level, 0, None, None)
+        writes[identity_key(key)] = encode(identity)
+        if entry.balance:
+            writes[account_key(key)] = encode(Account(entry.balance, 0))
+    schedule = Schedule(tuple(FeeEntry(op, amount) for op, amount in sorted(genesis.fees.items())))
+    writes[SCHEDULE_KEY] = encode(schedule)
+    return writes

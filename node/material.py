@@ -154,6 +154,7 @@ def create_consortium(
     consensus: ConsensusSettings | None = None,
     families: dict[str, str] | None = None,
     identities: tuple[GenesisIdentity, ...] = (),
+    fees: dict[str, int] | None = None,
 ) -> Genesis:
     """Write the whole consortium's material under `out` (which must be empty or absent)."""
     out = Path(out)
@@ -203,6 +204,7 @@ def create_consortium(
         consensus=consensus or ConsensusSettings(),
         families=families or {},
         identities=identities,
+        fees=fees or {},
     )
     (out / "genesis.json").write_text(genesis.to_json())
     for spec in institutions:

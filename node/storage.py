@@ -16,6 +16,7 @@ event loop never blocks on the database. Readers get their own connection.
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -59,6 +60,7 @@ CREATE TABLE IF NOT EXISTS log_nodes (
     PRIMARY KEY (level, position)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS state (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS smt_nodes (hash BLOB PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS state_values (hash BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 """
 
 
@@ -205,6 +207,15 @@ class Store:
             db.executemany("INSERT OR IGNORE INTO smt_nodes (hash, data) VALUES (?, ?)", smt_nodes)
             self._set_meta("head", encode(head))
 
+    def _write_state(self, changes: dict[bytes, bytes]) -> None:
+        """Latest values by key, and every value ever written by its hash (old roots' proofs)."""
+        items = list(changes.items())
+        self.db.executemany("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", items)
+        self.db.executemany(
+            "INSERT OR IGNORE INTO state_values (hash, value) VALUES (?, ?)",
+            [(hashlib.sha256(value).digest(), value) for _, value in items],
+        )
+
     def write_block(self, write: BlockWrite) -> None:
         block = write.committed.block
         header = block.header
@@ -227,10 +238,7 @@ class Store:
                     for tx_id, e in write.tx_entries
                 ],
             )
-            db.executemany(
-                "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
-                list(write.state_changes.items()),
-            )
+            self._write_state(write.state_changes)
             db.executemany(
                 "INSERT OR IGNORE INTO log_nodes (level, position, hash) VALUES (?, ?, ?)",
                 write.log_nodes,
@@ -298,6 +306,14 @@ class Reader:
         row = self.one("SELECT value FROM state WHERE key = ?", key)
         return None if row is None else bytes(row[0])
 
+    def state_value(self, value_hash: bytes) -> bytes | None:
+        row = self.one("SELECT value FROM state_values WHERE hash = ?", value_hash)
+        return None if row is None else bytes(row[0])
+
+    def smt_node_data(self, node_hash: bytes) -> bytes | None:
+        row = self.one("SELECT data FROM smt_nodes WHERE hash = ?", node_hash)
+        return None if row is None else bytes(row[0])
+
     def log_node(self, level: int, position: int) -> bytes:
         row = self.one(
             "SELECT hash FROM log_nodes WHERE level = ? AND position = ?", level, position
@@ -307,5 +323,5 @@ class Reader:
         return bytes(row[0])
 
     def log_count(self, level: int) -> int:
-        row = self.one("SELECT COUNT(*) FROM log_nodes WHERE level = ?", level)
-        return int(row[0])
+        row = self.one("SELECT MAX(position) FROM log_nodes WHERE level = ?", level)
+        return 0 if row is None or row[0] is None else int(row[0]) + 1

@@ -22,6 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Final
 
+from ledger.families.fees import APPLY_FEE
 from ledger.genesis import Genesis, GenesisIdentity, parse_genesis
 from ledger.keyfile import save_private_key
 from ledger.keys import PrivateKey, public_key_text
@@ -29,6 +30,8 @@ from node.families import code_hashes
 from node.material import InstitutionSpec, MaterialError, create_consortium, passphrase_from_env
 
 READY_TIMEOUT_S: Final = 60.0
+DEV_BALANCE: Final = 10_000
+DEV_APPLY_FEE: Final = 100
 STOP_TIMEOUT_S: Final = 15.0
 
 
@@ -60,6 +63,7 @@ def create_local(data: Path, nodes: int, base_port: int) -> Genesis:
             role="applicant",
             name="Development applicant",
             level=1,
+            balance=DEV_BALANCE,
         ),
         GenesisIdentity(
             key=public_key_text(officer.public_key),
@@ -76,6 +80,7 @@ def create_local(data: Path, nodes: int, base_port: int) -> Genesis:
             chain_id=f"notarychain-local-{int(time.time())}",
             families=code_hashes(),
             identities=identities,
+            fees={APPLY_FEE: DEV_APPLY_FEE},
         )
     except MaterialError as exc:
         raise UpError(str(exc)) from None

@@ -11,16 +11,17 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from ledger.genesis import Genesis
 from node.families.base import Family
 from node.families.evidence import EvidenceFamily
+from node.families.fees import FeesFamily
+from node.families.governance import GovernanceFamily
 from node.families.identity import IdentityFamily
+from node.families.notarization import NotarizationFamily
 
 _HERE = Path(__file__).parent
 
-FAMILIES: dict[str, type[Family]] = {
-    "identity": IdentityFamily,
-    "evidence": EvidenceFamily,
-}
+FAMILY_MODULES = ("identity", "evidence", "notarization", "fees", "governance")
 
 
 def code_hash(name: str) -> str:
@@ -31,8 +32,16 @@ def code_hash(name: str) -> str:
 
 
 def code_hashes() -> dict[str, str]:
-    return {name: code_hash(name) for name in FAMILIES}
+    return {name: code_hash(name) for name in FAMILY_MODULES}
 
 
-def instantiate() -> dict[str, Family]:
-    return {name: cls() for name, cls in FAMILIES.items()}
+def instantiate(genesis: Genesis) -> dict[str, Family]:
+    # A validator-set change must wait until every batch of the old set has drained.
+    membership_delay = 2 * genesis.consensus.window_size + 1
+    return {
+        "identity": IdentityFamily(),
+        "evidence": EvidenceFamily(),
+        "notarization": NotarizationFamily(),
+        "fees": FeesFamily(),
+        "governance": GovernanceFamily(membership_delay),
+    }

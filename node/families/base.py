@@ -122,12 +122,15 @@ class TableFamily:
     operations: ClassVar[dict[str, Handler]] = {}
     roles: ClassVar[dict[str, tuple[Role, ...]]] = {}
 
+    def handlers(self) -> dict[str, Handler]:
+        return self.operations
+
     def roles_for(self, operation: str) -> tuple[Role, ...] | None:
         """Who may perform `operation`; None if there is no such operation."""
-        return self.roles.get(operation) if operation in self.operations else None
+        return self.roles.get(operation) if operation in self.handlers() else None
 
     def apply(self, ctx: Context, operation: str) -> Outcome:
-        handler = self.operations.get(operation)
+        handler = self.handlers().get(operation)
         if handler is None:
             raise unknown_operation(self.name, operation)
         ctx.require_role(*self.roles[operation])

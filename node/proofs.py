@@ -1,0 +1,94 @@
+"""Building proof bundles from the node's database (see `ledger.proofs` for what they prove).
+
+Rule: a bundle is built against the latest stable checkpoint certificate the
+node holds, and every proof in it is checked against that certificate's roots,
+never against the node's newer, uncertified state. Runs on reader threads.
+"""
+
+from __future__ import annotations
+
+from ledger.checkpoint import CheckpointCertificate
+from ledger.genesis import Genesis
+from ledger.merkle import MerkleLog
+from ledger.proofs import LogProof, ProofBundle, StateProof
+from ledger.smt import SmtNode, SparseMerkleTree, decode_node, key_path
+from node.storage import Reader
+
+
+class NotYetProvable(Exception):
+    """The answer is newer than the latest checkpoint certificate; ask again shortly."""
+
+
+class ReaderSmtStore:
+    def __init__(self, reader: Reader) -> None:
+        self.reader = reader
+
+    def get(self, node_hash: bytes) -> SmtNode | None:
+        data = self.reader.smt_node_data(node_hash)
+        return None if data is None else decode_node(data)
+
+    def put(self, node_hash: bytes, node: SmtNode) -> None:
+        raise AssertionError("proofs never write the state tree")
+
+
+class ReaderLogStore:
+    def __init__(self, reader: Reader) -> None:
+        self.reader = reader
+
+    def get(self, level: int, index: int) -> bytes:
+        return self.reader.log_node(level, index)
+
+    def append(self, level: int, digest: bytes) -> None:
+        raise AssertionError("proofs never write the log")
+
+    def count(self, level: int) -> int:
+        return self.reader.log_count(level)
+
+
+def state_proof(reader: Reader, certificate: CheckpointCertificate, key: bytes) -> StateProof:
+    tree = SparseMerkleTree(ReaderSmtStore(reader), certificate.checkpoint.state_root)
+    proof = tree.prove(key)
+    value = None
+    if proof.leaf is not None and proof.leaf.path == key_path(key):
+        value = reader.state_value(proof.leaf.value_hash)
+        assert value is not None, "every value written is kept by its hash"
+    return StateProof(key, value, proof)
+
+
+def log_proof(reader: Reader, certificate: CheckpointCertificate, tx_id: bytes) -> LogProof:
+    entry = reader.transaction(tx_id)
+    if entry is None:
+        raise KeyError(tx_id)
+    if entry.log_index >= certificate.checkpoint.log_size:
+        raise NotYetProvable("the transaction is not under a checkpoint yet")
+    committed = reader.block(entry.height)
+    assert committed is not None, "an indexed transaction's block is stored"
+    tx = committed.block.transactions[entry.position]
+    log = MerkleLog(ReaderLogStore(reader))
+    proof = log.inclusion_proof(entry.log_index, certificate.checkpoint.log_size)
+    return LogProof(tx, entry.log_index, tuple(proof))
+
+
+def latest_certificate(reader: Reader, at_least: int = 0) -> CheckpointCertificate:
+    certificate = reader.latest_certificate()
+    if certificate is None or certificate.checkpoint.height < at_least:
+        raise NotYetProvable("no checkpoint certificate covers this yet")
+    return certificate
+
+
+def build_bundle(
+    reader: Reader,
+    genesis: Genesis,
+    state_keys: tuple[bytes, ...] = (),
+    tx_ids: tuple[bytes, ...] = (),
+    at_least: int = 0,
+) -> ProofBundle:
+    certificate = latest_certificate(reader, at_least)
+    return ProofBundle(
+        chain_id=genesis.chain_id,
+        genesis_hash=bytes.fromhex(genesis.genesis_hash),
+        certificate=certificate,
+        validator_set_changes=(),
+        state=tuple(state_proof(reader, certificate, key) for key in state_keys),
+        log=tuple(log_proof(reader, certificate, tx_id) for tx_id in tx_ids),
+    )
