@@ -25,7 +25,7 @@ from ledger.errors import DecodeError
 from ledger.families.identity import Identity, identity_key
 from ledger.keys import verify
 from ledger.tx import TX_BYTES_MAX, Transaction
-from node.families.base import Family
+from node.families.base import Context, Family, Refused
 
 VERIFIED_IDS_MAX: Final = 1_000_000
 
@@ -147,6 +147,47 @@ class Admission:
             raise AdmissionRefusal(
                 403, "wrong_role", f"{body.family}.{body.operation} needs a {allowed}"
             )
+
+
+REFUSAL_STATUS: Final[dict[str, int]] = {
+    "not_enrolled": 403,
+    "revoked": 403,
+    "wrong_role": 403,
+    "wrong_institution": 403,
+    "not_applicant": 403,
+    "insufficient_balance": 402,
+    "wrong_state": 409,
+    "already_enrolled": 409,
+    "already_revoked": 409,
+    "already_approved": 409,
+    "too_late": 409,
+    "too_soon": 409,
+}
+
+
+def refusal_status(code: str) -> int:
+    if code.startswith("unknown_"):
+        return 404
+    return REFUSAL_STATUS.get(code, 400)
+
+
+def dry_run(
+    admitted: Admitted,
+    family: Family,
+    read_state: Callable[[bytes], bytes | None],
+    next_height: int,
+) -> None:
+    """Run the operation on the latest state and refuse now what execution would refuse.
+
+    Execution stays authoritative (the state may change before the block), but
+    a forbidden step is answered at once, with its reason, and changes nothing.
+    """
+    tx = admitted.tx
+    ctx = Context(read_state, tx, admitted.tx_id, next_height, int(time.time() * 1000))
+    try:
+        family.apply(ctx, tx.body.operation)
+    except Refused as refused:
+        raise AdmissionRefusal(refusal_status(refused.code), refused.code, refused.reason) from None
 
 
 def request_event(admitted: Admitted) -> RequestsReceived:

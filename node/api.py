@@ -18,8 +18,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ledger.encoding import decode, pack, to_wire
 from ledger.families import Refusal
-from node.admission import AdmissionRefusal, request_event
+from node.admission import AdmissionRefusal, dry_run, request_event
 from node.openapi import OPENAPI
+from node.storage import Reader
 
 if TYPE_CHECKING:
     from node.app import Node
@@ -134,7 +135,14 @@ async def post_transaction(request: web.Request) -> web.Response:
     if existing["state"] != "unknown":
         return respond(request, existing, 200)
     node.admission.check_signature(admitted)
-    await node.reads.run(lambda reader: node.admission.check_sender(admitted, reader.state))
+    family = node.families[admitted.tx.body.family]
+    next_height = node.driver.executed_height + 1
+
+    def check(reader: Reader) -> None:
+        node.admission.check_sender(admitted, reader.state)
+        dry_run(admitted, family, reader.state, next_height)
+
+    await node.reads.run(check)
     if node.driver.replica.pool.is_full():
         raise ApiError(503, "mempool_full", "the mempool is full; retry later")
     if not node.driver.post(request_event(admitted)):
