@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--as", dest="identity", metavar="NAME", help="sign as a named identity")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="print only the id the command produced"
+    )
     top = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add(top, "status", commands.status, "show the nodes and the chain", "notarychain status")
     for group in (_identity, _evidence, _notarize, _certificate, _verify, _accounts, _governance):
@@ -280,5 +283,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
-    commands.print_result(result, args.json)
+    commands.print_result(result, args.json, args.quiet)
     return 0

@@ -41,9 +41,22 @@ ITEM_BYTES_ESTIMATE = 400
 ITEMS_PER_TX = min(evidence.ITEMS_MAX, (TX_BYTES_MAX - 4096) // ITEM_BYTES_ESTIMATE)
 
 
-def print_result(result: dict[str, Any], as_json: bool) -> None:
+QUIET_FIELDS = (
+    "certificate_id",
+    "application_id",
+    "evidence_id",
+    "proposal_id",
+    "public_key",
+    "tx_id",
+)
+
+
+def print_result(result: dict[str, Any], as_json: bool, quiet: bool = False) -> None:
     if as_json:
         print(json.dumps({k: v for k, v in result.items() if k != "text"}))
+    elif quiet:
+        field = next((f for f in QUIET_FIELDS if result.get(f)), None)
+        print(result[field] if field else result.get("state", ""))
     else:
         print(result.get("text", ""))
 

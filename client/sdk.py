@@ -277,17 +277,21 @@ class AsyncClient:
         data: dict[str, Any] = await self.get(f"/v1/{kind}/{record_id}")
         return data
 
-    async def proof(self, kind: str, record_id: str) -> tuple[ProofBundle, Verified]:
-        """A record's proof bundle from any node, verified against the genesis."""
+    async def _provable(self, path: str, raw: bool) -> Any:
+        """GET something built on a checkpoint; waits while the newest one is still forming."""
         deadline = time.monotonic() + self.timeout_s
         while True:
-            status, data = await self._call("GET", f"/v1/proofs/{kind}/{record_id}", raw=True)
+            status, data = await self._call("GET", path, raw=raw)
             if status == 200:
-                break
+                return data
             refusal = _refusal(status, data)
             if refusal.code != "not_yet_provable" or time.monotonic() > deadline:
                 raise refusal
             await asyncio.sleep(0.2)
+
+    async def proof(self, kind: str, record_id: str) -> tuple[ProofBundle, Verified]:
+        """A record's proof bundle from any node, verified against the genesis."""
+        data = await self._provable(f"/v1/proofs/{kind}/{record_id}", raw=True)
         try:
             bundle = decode(ProofBundle, data)
             verified = verify_bundle(bundle, self.genesis)
@@ -320,9 +324,7 @@ class AsyncClient:
         raise ProofInvalid(f"fewer than {needed} nodes gave the same answer to {path}")
 
     async def certificate_document(self, certificate_id: str) -> dict[str, Any]:
-        status, data = await self._call("GET", f"/v1/certificates/{certificate_id}/document")
-        if status != 200:
-            raise _refusal(status, data)
+        data = await self._provable(f"/v1/certificates/{certificate_id}/document", raw=False)
         if not isinstance(data, dict):
             raise ProofInvalid("the node's certificate document is not a JSON object")
         return data
