@@ -219,6 +219,18 @@ async def get_latest_checkpoint(request: web.Request) -> web.Response:
     )
 
 
+async def get_live(request: web.Request) -> web.Response:
+    return respond(request, {"status": "live"})
+
+
+async def get_ready(request: web.Request) -> web.Response:
+    """Ready: connected to a quorum of the consortium and caught up with it."""
+    problems = _node(request).readiness_problems()
+    if problems:
+        return respond(request, {"status": "not_ready", "problems": problems}, 503)
+    return respond(request, {"status": "ready"})
+
+
 async def get_openapi(request: web.Request) -> web.Response:
     return web.json_response(OPENAPI)
 
@@ -249,7 +261,8 @@ def transaction_view(tx_id: bytes, entry: Any) -> dict[str, Any]:
 
 
 def build_api(node: Node) -> web.Application:
-    from node.records import add_record_routes  # noqa: PLC0415  (records imports this module)
+    from node.commits import get_commits  # noqa: PLC0415  (these modules import this one)
+    from node.records import add_record_routes  # noqa: PLC0415
 
     app = web.Application(middlewares=[errors_middleware], client_max_size=2 * 1024 * 1024)
     app[NODE_KEY] = node
@@ -259,6 +272,9 @@ def build_api(node: Node) -> web.Application:
     app.router.add_get("/v1/blocks/{height}", get_block)
     app.router.add_get("/v1/checkpoints/latest", get_latest_checkpoint)
     app.router.add_get("/v1/openapi.json", get_openapi)
+    app.router.add_get("/v1/health/live", get_live)
+    app.router.add_get("/v1/health/ready", get_ready)
+    app.router.add_get("/v1/commits", get_commits)
     app.router.add_get("/metrics", get_metrics)
     add_record_routes(app)
     return app

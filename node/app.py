@@ -26,6 +26,7 @@ from ledger.keyfile import load_private_key
 from ledger.keys import PrivateKey, public_key_text
 from node.admission import Admission, VerifiedIds, make_request_validator
 from node.api import build_api, transaction_view
+from node.commits import CommitFeed
 from node.config import NodeConfig
 from node.driver import Driver
 from node.executor import Executor
@@ -39,6 +40,9 @@ from node.storage import StorageError, Store
 from node.transport import TlsFiles, Transport, server_context
 
 log = logging.getLogger("notarychain.node")
+
+READY_LAG_BLOCKS_MAX = 5
+"""A node this many blocks behind a peer is not ready (it is catching up)."""
 
 
 class StartupError(Exception):
@@ -133,6 +137,8 @@ class Node:
         )
         self.waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         self.driver.listeners.append(self._on_committed)
+        self.commit_feed = CommitFeed()
+        self.driver.listeners.append(self.commit_feed.on_committed)
         self.started_ms = int(time.time() * 1000)
 
     def _on_message(self, message: Any) -> None:
@@ -199,6 +205,25 @@ class Node:
             "catch_up": None if catch_up is None else {"from": catch_up[0], "to": catch_up[1]},
             "started_ms": self.started_ms,
         }
+
+    def readiness_problems(self) -> list[str]:
+        replica = self.driver.replica
+        problems = []
+        reachable = 1 + sum(1 for link in self.transport.links.values() if link.reachable)
+        quorum = self.genesis.validator_set().quorum
+        if reachable < quorum:
+            problems.append(f"connected to {reachable} of the {quorum} nodes a quorum needs")
+        ahead = [
+            s.executed_height
+            for s in replica.peer_status.values()
+            if s.executed_height > self.driver.executed_height + READY_LAG_BLOCKS_MAX
+        ]
+        if ahead or replica.fetching is not None:
+            target = max(ahead, default=self.driver.executed_height)
+            problems.append(f"catching up: at height {self.driver.executed_height} of {target}")
+        if replica.diverged:
+            problems.append("this node's state diverged from the quorum's; it stopped signing")
+        return problems
 
     def refresh_gauges(self) -> None:
         replica = self.driver.replica

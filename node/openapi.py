@@ -97,6 +97,15 @@ OPENAPI: Final[dict[str, Any]] = {
                 "responses": {"200": _ok("checkpoint certificate"), **_errors(404)},
             }
         },
+        "/v1/health/live": {
+            "get": {"summary": "The process is up", "responses": {"200": _ok("live")}}
+        },
+        "/v1/health/ready": {
+            "get": {
+                "summary": "Connected to a quorum and caught up (503 with the problems otherwise)",
+                "responses": {"200": _ok("ready"), "503": _ok("not ready")},
+            }
+        },
         "/metrics": {
             "get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text"}}}
         },

@@ -1,0 +1,248 @@
+"""`notarychain-node bench`: throughput, latency and memory of a real local consortium.
+
+It creates a consortium in a temporary directory, starts every node as its
+own process (real TLS between them, real SQLite), drives it with signed
+evidence registrations from separate load-generator processes (open loop at
+`--rate`, or closed loop at `--concurrency`), and reports: committed
+transactions per second, commit latency percentiles, view changes, each
+node's peak resident memory, and, measured in the same run on the same
+machine, the Ed25519 verification rate per core and the ceiling it implies
+(cores x verifications per second / nodes, since every node checks every
+client signature) with the fraction of it achieved. Figures only: nothing
+here asserts a timing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from ledger.genesis import ConsensusSettings, GenesisIdentity
+from ledger.keyfile import save_private_key
+from ledger.keys import PrivateKey, public_key_text, verify
+from node.families import code_hashes
+from node.material import create_consortium
+from node.up import Consortium, local_specs
+
+VERIFY_SAMPLE: Final = 4000
+WARMUP_S: Final = 2.0
+RSS_SAMPLE_S: Final = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class BenchOptions:
+    nodes: int = 4
+    duration_s: float = 30.0
+    rate: float = 0.0
+    concurrency: int = 0
+    batch_max: int = 2048
+    payload_bytes: int = 100
+    clients: int = 2
+    base_port: int = 7600
+    json_path: Path | None = None
+    keep: bool = False
+
+
+def verify_rate_per_core() -> float:
+    """Ed25519 verifications per second on one core, as the node does them."""
+    key = PrivateKey.generate()
+    message = os.urandom(150)
+    signature = key.sign(message)
+    start = time.perf_counter()
+    for _ in range(VERIFY_SAMPLE):
+        verify(key.public_key, signature, message)
+    return VERIFY_SAMPLE / (time.perf_counter() - start)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def peak_rss_mb(pid: int) -> float:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    match = re.search(r"VmHWM:\s+(\d+) kB", status)
+    return int(match.group(1)) / 1024 if match else 0.0
+
+
+def _metric(url: str, name: str) -> float:
+    try:
+        with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:  # noqa: S310
+            text = response.read().decode()
+    except OSError:
+        return 0.0
+    match = re.search(rf"^{name} ([0-9.e+]+)$", text, flags=re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+def _setup(options: BenchOptions, directory: Path) -> tuple[Consortium, list[Path]]:
+    specs = local_specs(options.nodes, options.base_port)
+    keys = [PrivateKey.generate() for _ in range(options.clients)]
+    identities = tuple(
+        GenesisIdentity(
+            key=public_key_text(key.public_key),
+            institution=specs[i % len(specs)].name,
+            role="applicant",
+            name=f"load generator {i}",
+        )
+        for i, key in enumerate(keys)
+    )
+    genesis = create_consortium(
+        directory / "consortium",
+        specs,
+        chain_id=f"notarychain-bench-{int(time.time())}",
+        consensus=ConsensusSettings(batch_size_max=options.batch_max),
+        families=code_hashes(),
+        identities=identities,
+    )
+    key_paths = []
+    for i, key in enumerate(keys):
+        path = directory / f"client-{i}.key"
+        save_private_key(path, key)
+        key_paths.append(path)
+    return Consortium(directory / "consortium", genesis, "json"), key_paths
+
+
+def run_bench(options: BenchOptions) -> dict[str, Any]:
+    directory = Path(tempfile.mkdtemp(prefix="notarychain-bench-"))
+    consortium, key_paths = _setup(options, directory)
+    consortium.start()
+    try:
+        consortium.wait_until_agreed()
+        verify_per_s = verify_rate_per_core()
+        samples = _drive(options, consortium, key_paths, directory)
+        view_changes = max(
+            _metric(url, "notarychain_view_changes_total") for url in consortium.urls()
+        )
+        rss = [max(s) for s in samples["rss"]]
+    finally:
+        consortium.stop()
+    cores = os.cpu_count() or 1
+    ceiling = cores * verify_per_s / options.nodes
+    latencies = samples["latencies_ms"]
+    tx_per_s = samples["tx_per_s"]
+    return {
+        "nodes": options.nodes,
+        "duration_s": options.duration_s,
+        "offered_rate": options.rate or None,
+        "concurrency": options.concurrency or None,
+        "batch_max": options.batch_max,
+        "payload_bytes": options.payload_bytes,
+        "submitted": samples["submitted"],
+        "committed": samples["committed"],
+        "refused": samples["refused"],
+        "errors": samples["errors"],
+        "tx_per_s": round(tx_per_s, 1),
+        "latency_ms": {
+            "p50": round(percentile(latencies, 0.50), 1),
+            "p90": round(percentile(latencies, 0.90), 1),
+            "p99": round(percentile(latencies, 0.99), 1),
+            "max": round(max(latencies, default=float("nan")), 1),
+            "mean": round(statistics.fmean(latencies), 1) if latencies else None,
+        },
+        "view_changes": int(view_changes),
+        "rss_mb_max": round(max(rss, default=0.0), 1),
+        "rss_mb_per_node": [round(r, 1) for r in rss],
+        "verify_per_s_per_core": round(verify_per_s, 1),
+        "cores": cores,
+        "ceiling_tx_per_s": round(ceiling, 1),
+        "ceiling_fraction": round(tx_per_s / ceiling, 3) if ceiling else None,
+        "data_dir": str(directory) if options.keep else None,
+    }
+
+
+def _drive(
+    options: BenchOptions, consortium: Consortium, key_paths: list[Path], directory: Path
+) -> dict[str, Any]:
+    urls = consortium.urls()
+    processes = []
+    for i, key_path in enumerate(key_paths):
+        command = [
+            sys.executable,
+            "-m",
+            "node.loadgen",
+            "--key",
+            str(key_path),
+            "--chain-id",
+            consortium.genesis.chain_id,
+            "--duration",
+            str(options.duration_s),
+            "--payload-bytes",
+            str(options.payload_bytes),
+            "--out",
+            str(directory / f"client-{i}.json"),
+        ]
+        for j in range(len(urls)):
+            command += ["--node", urls[(i + j) % len(urls)]]
+        if options.rate:
+            command += ["--rate", str(options.rate / len(key_paths))]
+        else:
+            command += ["--concurrency", str(max(1, options.concurrency // len(key_paths)))]
+        processes.append(subprocess.Popen(command))  # noqa: S603
+    pids = [p.pid for p in consortium.processes.values()]
+    rss: list[list[float]] = [[0.0] for _ in pids]
+    deadline = time.monotonic() + options.duration_s + 120
+    while any(p.poll() is None for p in processes) and time.monotonic() < deadline:
+        for index, pid in enumerate(pids):
+            rss[index].append(peak_rss_mb(pid))
+        time.sleep(RSS_SAMPLE_S)
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    for index, pid in enumerate(pids):
+        rss[index].append(peak_rss_mb(pid))
+    results = [
+        json.loads((directory / f"client-{i}.json").read_text()) for i in range(len(key_paths))
+    ]
+    latencies = [v for r in results for v in r["latencies_ms"]]
+    window_end = options.duration_s
+    commits_in_window = sum(
+        1 for r in results for t in r["commit_times"] if WARMUP_S <= t <= window_end
+    )
+    tx_per_s = commits_in_window / max(0.001, window_end - WARMUP_S)
+    return {
+        "submitted": sum(r["submitted"] for r in results),
+        "committed": sum(r["committed"] for r in results),
+        "refused": sum(r["refused"] for r in results),
+        "errors": sum(r["errors"] for r in results),
+        "latencies_ms": latencies,
+        "tx_per_s": tx_per_s,
+        "rss": rss,
+    }
+
+
+def print_summary(figures: dict[str, Any]) -> None:
+    latency = figures["latency_ms"]
+    print(
+        f"{figures['nodes']} nodes: {figures['tx_per_s']} tx/s committed "
+        f"({figures['committed']} of {figures['submitted']} submitted; "
+        f"{figures['refused']} refused, {figures['errors']} errors)"
+    )
+    print(
+        f"latency ms: p50 {latency['p50']}, p90 {latency['p90']}, p99 {latency['p99']}, "
+        f"max {latency['max']}"
+    )
+    rss = figures["rss_mb_per_node"]
+    print(f"view changes {figures['view_changes']}; peak RSS per node (MB) {rss}")
+    print(
+        f"Ed25519 verify {figures['verify_per_s_per_core']}/s per core x {figures['cores']} cores "
+        f"/ {figures['nodes']} nodes = ceiling {figures['ceiling_tx_per_s']} tx/s; "
+        f"achieved {figures['ceiling_fraction']}"
+    )

@@ -1,0 +1,191 @@
+"""A load generator process for `notarychain-node bench` (`python -m node.loadgen`).
+
+It pre-signs evidence registrations with its own key, submits them to the
+nodes round-robin, open loop at a rate or closed loop at a concurrency, and
+learns of commits from the nodes' `/v1/commits` long poll, so each latency is
+measured from submission to the moment a node reports the commit. It writes
+its samples as JSON to `--out`. Every loop is bounded by `--duration`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from ledger.encoding import encode, unpack_document
+from ledger.families.evidence import FAMILY, REGISTER, Item, Kind, Register
+from ledger.keyfile import load_private_key
+from ledger.keys import PrivateKey
+from ledger.tx import Transaction, TransactionBody, sign_transaction
+
+MSGPACK = "application/msgpack"
+
+
+def make_transactions(
+    key: PrivateKey, chain_id: str, count: int, payload_bytes: int
+) -> list[Transaction]:
+    expires = int(time.time() * 1000) + 110_000
+    title_chars = max(0, min(200, payload_bytes - 60))
+    transactions = []
+    for _ in range(count):
+        item = Item(os.urandom(32), False, Kind.DOCUMENT, 1024, "x" * title_chars or None)
+        body = TransactionBody(
+            chain_id,
+            key.public_key,
+            FAMILY,
+            REGISTER,
+            encode(Register((item,))),
+            os.urandom(16),
+            expires,
+        )
+        transactions.append(sign_transaction(body, key))
+    return transactions
+
+
+class Load:
+    def __init__(self, args: argparse.Namespace, transactions: list[Transaction]) -> None:
+        self.args = args
+        self.nodes: list[str] = args.node
+        self.transactions = transactions
+        self.submitted: dict[bytes, float] = {}
+        self.committed: dict[bytes, float] = {}
+        self.refused = 0
+        self.errors = 0
+        self.next = 0
+        self.done = asyncio.Event()
+
+    async def submit(self, session: aiohttp.ClientSession, index: int) -> None:
+        tx = self.transactions[index]
+        url = self.nodes[index % len(self.nodes)] + "/v1/transactions"
+        tx_id = tx.id
+        self.submitted[tx_id] = time.monotonic()
+        try:
+            async with session.post(url, data=encode(tx), headers={"Content-Type": MSGPACK}) as r:
+                await r.read()
+                if r.status not in (200, 202):
+                    self.refused += 1
+                    self.submitted.pop(tx_id, None)
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            self.errors += 1
+            self.submitted.pop(tx_id, None)
+
+    async def follow(self, session: aiohttp.ClientSession, node: str, stop_at: float) -> None:
+        after = 0
+        while time.monotonic() < stop_at:
+            try:
+                async with session.get(
+                    f"{node}/v1/commits?after={after}&wait=2", headers={"Accept": MSGPACK}
+                ) as r:
+                    data: Any = unpack_document(await r.read())
+            except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
+                await asyncio.sleep(0.2)
+                continue
+            now = time.monotonic()
+            if after == 0 and data["blocks"]:
+                after = max(0, data["oldest_kept"] - 1)
+            for height, tx_ids in data["blocks"]:
+                for tx_id in tx_ids:
+                    if tx_id in self.submitted and tx_id not in self.committed:
+                        self.committed[tx_id] = now
+                after = max(after, height)
+            if not data["blocks"]:
+                after = max(after, data["height"])
+
+    async def open_loop(self, session: aiohttp.ClientSession, until: float) -> None:
+        interval = 1.0 / self.args.rate
+        start = time.monotonic()
+        tasks: set[asyncio.Task[None]] = set()
+        while time.monotonic() < until and self.next < len(self.transactions):
+            due = start + self.next * interval
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            task = asyncio.create_task(self.submit(session, self.next))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            self.next += 1
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
+
+    async def closed_loop(self, session: aiohttp.ClientSession, until: float) -> None:
+        async def worker() -> None:
+            while time.monotonic() < until and self.next < len(self.transactions):
+                index = self.next
+                self.next += 1
+                await self.submit(session, index)
+                tx_id = self.transactions[index].id
+                while tx_id in self.submitted and tx_id not in self.committed:
+                    if time.monotonic() > until + 5:
+                        return
+                    await asyncio.sleep(0.002)
+
+        await asyncio.gather(*(worker() for _ in range(self.args.concurrency)))
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    key = load_private_key(Path(args.key))
+    count = int(args.rate * args.duration * 1.1) if args.rate else args.concurrency * 4000
+    count = min(count, args.tx_max)
+    transactions = make_transactions(key, args.chain_id, count, args.payload_bytes)
+    load = Load(args, transactions)
+    connector = aiohttp.TCPConnector(limit=256)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        start = time.monotonic()
+        until = start + args.duration
+        followers = [
+            asyncio.create_task(load.follow(session, node, until + args.drain))
+            for node in args.node[:2]
+        ]
+        if args.rate:
+            await load.open_loop(session, until)
+        else:
+            await load.closed_loop(session, until)
+        submitted_until = time.monotonic()
+        await asyncio.gather(*followers)
+    latencies_ms = [
+        (load.committed[tx_id] - sent) * 1000
+        for tx_id, sent in load.submitted.items()
+        if tx_id in load.committed
+    ]
+    commit_times = sorted(load.committed.values())
+    return {
+        "submitted": len(load.submitted),
+        "committed": len(load.committed),
+        "refused": load.refused,
+        "errors": load.errors,
+        "start": start,
+        "submitted_until": submitted_until,
+        "latencies_ms": latencies_ms,
+        "commit_times": [t - start for t in commit_times],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--node", action="append", required=True)
+    parser.add_argument("--key", required=True)
+    parser.add_argument("--chain-id", required=True)
+    parser.add_argument("--rate", type=float, default=0.0)
+    parser.add_argument("--concurrency", type=int, default=0)
+    parser.add_argument("--duration", type=float, default=30.0)
+    parser.add_argument("--drain", type=float, default=5.0)
+    parser.add_argument("--payload-bytes", type=int, default=100)
+    parser.add_argument("--tx-max", type=int, default=500_000)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    if not args.rate and not args.concurrency:
+        parser.error("give --rate or --concurrency")
+    result = asyncio.run(run(args))
+    Path(args.out).write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
