@@ -119,6 +119,9 @@ class Restored:
     last_block_hash: bytes
     last_block_time_ms: int
     records: tuple[PersistItem, ...] = ()
+    rejoining: bool = False
+    """The write-ahead records were lost or rolled back (a restored backup, a new disk):
+    the replica must not vote until it is past anything it may have voted on before."""
 
 
 # ---------------------------------------------------------------- actions
@@ -170,7 +173,15 @@ class CatchUp:
     to_height: int
 
 
-Notice = ViewChanged | StableCheckpoint | Diverged | CatchUp
+@dataclass(frozen=True, slots=True)
+class Rejoined:
+    """A replica restored without its records is past everything it could have signed;
+    it votes again (the runtime may forget that it was rejoining)."""
+
+    stable_height: int
+
+
+Notice = ViewChanged | StableCheckpoint | Diverged | CatchUp | Rejoined
 
 
 @dataclass(slots=True)

@@ -48,6 +48,7 @@ from consensus.events import (
     MessageReceived,
     Output,
     Rejected,
+    Rejoined,
     RequestsReceived,
     Restored,
     StableCheckpoint,
@@ -147,12 +148,18 @@ class Replica:
         self.view_change_timeout_ms = self.params.view_change_timeout_ms
         self.view_change_deadline_ms: int | None = None
 
+        self._init_runtime_state(restored)
+        if restored is not None:
+            self._restore(restored)
+
+    def _init_runtime_state(self, restored: Restored | None) -> None:
         self.peer_status: dict[ReplicaId, Status] = {}
+        self.rejoining = restored is not None and restored.rejoining
+        self.rejoin_floor: int | None = None
+        """The stable height this replica must reach before it votes again, once known."""
         self.fetching: tuple[ReplicaId, int] | None = None
         self.next_resend_ms = 0
         self.next_status_ms = 0
-        if restored is not None:
-            self._restore(restored)
 
     # ------------------------------------------------------------ public
 
@@ -284,7 +291,7 @@ class Replica:
             for tx_id, tx in zip(ids, batch.transactions, strict=True):
                 self.pool.add(tx_id, tx, self.now_ms)
             self.pool.assign(ids, seq)
-        if not self.is_primary and slot.my_prepare is None:
+        if not self.is_primary and slot.my_prepare is None and not self.rejoining:
             prepare = self._sign(Prepare(self.view, seq, pre_prepare.digest, self.id, b""))
             out.persist.append(prepare)
             out.broadcast(prepare)
@@ -310,6 +317,8 @@ class Replica:
     def _check_prepared(self, seq: SeqNo, slot: Slot, out: Output) -> None:
         """prepared(m, v, n, i): the pre-prepare and 2f matching prepares (section 4.2)."""
         if slot.my_commit is not None or slot.pre_prepare is None or slot.batch is None:
+            return
+        if self.rejoining:
             return
         digest = slot.pre_prepare.digest
         matching = sorted(
@@ -410,7 +419,7 @@ class Replica:
 
     def _maybe_propose(self, out: Output) -> None:
         """The primary proposes while there are free requests and room in flight."""
-        if not self.active or not self.is_primary or self.diverged:
+        if not self.active or not self.is_primary or self.diverged or self.rejoining:
             return
         params = self.params
         self.next_seq = SeqNo(max(self.next_seq, self.last_delivered + 1, self.stable_height + 1))
@@ -515,6 +524,7 @@ class Replica:
         self.stable = certificate
         out.persist.append(certificate)
         out.notices.append(StableCheckpoint(certificate))
+        self._check_rejoined(out)
         for table in (self.slots, self.prepared, self.committed):
             for seq in [s for s in table if s <= height]:
                 del table[seq]
@@ -526,6 +536,16 @@ class Replica:
             signers = [self.keys.index(e.signer) for e in certificate.endorsements]
             self._fetch_from(ReplicaId(signers[self.last_delivered % len(signers)]), out)
 
+    def _check_rejoined(self, out: Output) -> None:
+        """Rejoined once the stable checkpoint passes the floor: everything signed in the
+        past life is then below it, and a NewView from this replica (whose own ViewChange
+        carries that checkpoint) can only hold sequence numbers above it."""
+        floor = self.rejoin_floor
+        if self.rejoining and floor is not None and self.stable_height >= floor:
+            self.rejoining = False
+            self.marks["rejoined_after_losing_records"] += 1
+            out.notices.append(Rejoined(self.stable_height))
+
     def _diverge(self, height: int, reason: str, out: Output) -> None:
         self.diverged = True
         self.marks["diverged"] += 1
@@ -534,7 +554,7 @@ class Replica:
     # ------------------------------------------------------------ view change (4.4)
 
     def _enter_view_change(self, view: View, out: Output) -> None:
-        if view <= self.view:
+        if view <= self.view or self.rejoining:
             return
         self.view = view
         self.active = False
@@ -610,7 +630,7 @@ class Replica:
             return
         first_time = not self.view_change_quorum_seen
         self.view_change_quorum_seen = True
-        if self.is_primary and first_time:
+        if self.is_primary and first_time and not self.rejoining:
             chosen = [supporters[r] for r in sorted(supporters)][: self.quorum]
             self._send_new_view(chosen, out)
 
@@ -685,6 +705,13 @@ class Replica:
             return
         self.verifier.signed(status)
         self.peer_status[status.replica] = status
+        if self.rejoining and self.rejoin_floor is None and len(self.peer_status) > self.f:
+            # f + 1 peers, one of them honest, say how far the chain is: every vote this
+            # replica signed before it lost its records is for a sequence number at or
+            # below that plus a window (PBFT's recovery estimate of the high watermark).
+            stable = max(s.stable_height for s in self.peer_status.values())
+            self.rejoin_floor = stable + self.params.window_size
+            self._check_rejoined(out)
         if status.view < self.view:
             self._help_laggard(status.replica, status.view, out)
         if status.executed_height > self.last_delivered:

@@ -16,12 +16,13 @@ from pathlib import Path
 
 from ledger import __version__
 from ledger.errors import LedgerError
-from node.app import StartupError, run_until_signal
+from node.app import StartupError, load_genesis_file, run_until_signal
 from node.bench import BenchOptions, print_summary, run_bench
 from node.config import ConfigError, load_node_config
 from node.families import code_hashes
 from node.logs import configure
 from node.material import InstitutionSpec, MaterialError, create_consortium
+from node.storage import StorageError, backup, restore
 from node.up import UpError, run_up
 
 EXIT_USAGE = 2
@@ -99,6 +100,27 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--base-port", type=int, default=7100, help="first API port (default 7100)")
     up.add_argument("--log-format", choices=("json", "text"), default="text")
 
+    backup = commands.add_parser(
+        "backup",
+        help="copy a node's database consistently, while it runs",
+        description=(
+            "Write a consistent copy of the node's database to FILE while the node keeps "
+            "running. A node restored from it catches up from its peers and does not vote "
+            "until it is past anything it may have signed after the copy was taken."
+        ),
+        epilog="example: notarychain-node backup --config acme/node.toml --out acme.backup",
+    )
+    backup.add_argument("--config", type=Path, required=True)
+    backup.add_argument("--out", type=Path, required=True)
+    restore = commands.add_parser(
+        "restore",
+        help="put a backup in place as a stopped node's database",
+        description="Restore a backup into the node's (empty) data directory; start it after.",
+        epilog="example: notarychain-node restore --config acme/node.toml --from acme.backup",
+    )
+    restore.add_argument("--config", type=Path, required=True)
+    restore.add_argument("--from", dest="source", type=Path, required=True)
+
     bench = commands.add_parser(
         "bench",
         help="measure throughput, latency and memory of a local consortium",
@@ -137,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_up(args.nodes, args.data, args.base_port, args.log_format)
         if args.command == "bench":
             return _bench(args)
+        if args.command in ("backup", "restore"):
+            return _backup_or_restore(args)
     except KeyboardInterrupt:
         return 130
     return EXIT_USAGE
@@ -206,4 +230,22 @@ def _bench(args: argparse.Namespace) -> int:
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+def _backup_or_restore(args: argparse.Namespace) -> int:
+    try:
+        config = load_node_config(args.config)
+        database = config.data_dir / "chain.db"
+        if args.command == "backup":
+            if not database.exists():
+                return _fail(f"{database}: no database to back up")
+            head = backup(database, args.out)
+            print(f"backed up height {head.height} to {args.out}")
+        else:
+            genesis = load_genesis_file(config.genesis_path)
+            head = restore(args.source, database, genesis.genesis_hash)
+            print(f"restored height {head.height} into {database}; start the node to catch up")
+    except (ConfigError, StorageError, StartupError, OSError) as exc:
+        return _fail(str(exc))
     return 0

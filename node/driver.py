@@ -26,6 +26,7 @@ from consensus.events import (
     FetchFailed,
     MessageReceived,
     Output,
+    Rejoined,
     StableCheckpoint,
     Tick,
     ViewChanged,
@@ -41,6 +42,7 @@ from node.transport import Transport
 log = logging.getLogger("notarychain.consensus")
 
 EVENTS_PER_BATCH_MAX: Final = 512
+COMPACT_EVERY_BLOCKS: Final = 200
 QUEUE_EVENTS_MAX: Final = 100_000
 T = TypeVar("T")
 
@@ -70,6 +72,8 @@ class Driver:
         self.listeners: list[Callable[[int, list[bytes]], None]] = []
         self.catch_up: tuple[int, int] | None = None
         self._fetches: set[asyncio.Task[None]] = set()
+        self.rejoined = False
+        self.compaction_due = False
 
     async def in_storage_thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.io, fn, *args)
@@ -115,6 +119,13 @@ class Driver:
         while True:
             if output.persist:
                 await self.in_storage_thread(self.store.append_records, output.persist)
+            if self.rejoined:
+                self.rejoined = False
+                await self.in_storage_thread(self.store.clear_rejoining)
+            if self.compaction_due:
+                # Records below the stable checkpoint are no longer needed by a restart.
+                self.compaction_due = False
+                await self.in_storage_thread(self.store.compact_records)
             for target, message in output.send:
                 self.transport.send(target, message)
             for fetch in output.fetch:
@@ -154,21 +165,22 @@ class Driver:
                     log.info("view %d %s", view, "installed" if active else "requested")
                 case StableCheckpoint(certificate=certificate):
                     self.metrics.stable_height.set(certificate.checkpoint.height)
-                    if certificate.checkpoint.height % 100 == 0:
-                        self.store_compaction_due = True
+                    if certificate.checkpoint.height % COMPACT_EVERY_BLOCKS == 0:
+                        self.compaction_due = True
                 case Diverged(height=height, reason=reason):
                     log.critical(
                         "state diverged at height %d: %s; this node stopped signing", height, reason
                     )
                     self.metrics.diverged.set(1)
+                case Rejoined(stable_height=height):
+                    log.info("rejoined at stable height %d: voting again", height)
+                    self.rejoined = True
                 case CatchUp(peer=peer, from_height=start, to_height=end):
                     self.catch_up = (start, end)
                     log.info("caught up blocks %d..%d from replica %d", start, end, peer)
         for rejected in output.rejected:
             self.metrics.rejected.labels(kind=rejected.kind).inc()
             log.debug("rejected %s from %s: %s", rejected.kind, rejected.sender, rejected.reason)
-
-    store_compaction_due = False
 
     async def _fetch(self, peer: int, from_height: int) -> None:
         data = await self.transport.fetch(peer, f"/peer/v1/blocks?from={from_height}")

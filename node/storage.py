@@ -189,7 +189,14 @@ class Store:
     def restored(self) -> Restored:
         self.compact_records()
         head = self.head()
-        return Restored(head.height, head.block_hash, head.time_ms, tuple(self.records()))
+        rejoining = self._meta("rejoining") is not None
+        return Restored(
+            head.height, head.block_hash, head.time_ms, tuple(self.records()), rejoining
+        )
+
+    def clear_rejoining(self) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM meta WHERE key = 'rejoining'")
 
     # ------------------------------------------------------------ blocks and execution
 
@@ -325,3 +332,58 @@ class Reader:
     def log_count(self, level: int) -> int:
         row = self.one("SELECT MAX(position) FROM log_nodes WHERE level = ?", level)
         return 0 if row is None or row[0] is None else int(row[0]) + 1
+
+
+def backup(source: Path, destination: Path) -> Head:
+    """A consistent copy of a node's database, taken while the node runs (SQLite's
+    online backup over a read snapshot). The copy holds no consensus records and is
+    marked so that a node restored from it rejoins: it cannot know what it signed
+    after the copy was taken, so it must not vote until it is past all of that."""
+    if destination.exists():
+        raise StorageError(f"{destination}: already exists; refusing to overwrite it")
+    reader = connect(source, readonly=True)
+    target = sqlite3.connect(destination, isolation_level=None)
+    try:
+        reader.backup(target)
+        target.execute("PRAGMA journal_mode=DELETE")
+        target.execute("BEGIN IMMEDIATE")
+        target.execute("DELETE FROM records")
+        target.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('rejoining', x'01')")
+        target.execute("COMMIT")
+        row = target.execute("SELECT value FROM meta WHERE key = 'head'").fetchone()
+    finally:
+        target.close()
+        reader.close()
+    return GENESIS_HEAD if row is None else decode(Head, bytes(row[0]))
+
+
+def restore(backup_file: Path, database: Path, genesis_hash: str) -> Head:
+    """Put a backup in place as the node's database (the node must be stopped)."""
+    if database.exists():
+        raise StorageError(
+            f"{database}: the data directory already holds a database; stop the node and "
+            "move it away first"
+        )
+    try:
+        probe = connect(backup_file, readonly=True)
+    except StorageError:
+        raise StorageError(f"{backup_file}: not a readable backup") from None
+    try:
+        known = probe.execute("SELECT value FROM meta WHERE key = 'genesis_hash'").fetchone()
+        row = probe.execute("SELECT value FROM meta WHERE key = 'head'").fetchone()
+    except sqlite3.Error:
+        raise StorageError(f"{backup_file}: not a node backup") from None
+    finally:
+        probe.close()
+    if known is None or bytes(known[0]).decode() != genesis_hash:
+        raise StorageError(f"{backup_file}: the backup belongs to another chain")
+    database.parent.mkdir(parents=True, exist_ok=True)
+    source = sqlite3.connect(backup_file, isolation_level=None)
+    target = sqlite3.connect(database, isolation_level=None)
+    try:
+        source.backup(target)
+        target.execute("PRAGMA journal_mode=WAL")
+    finally:
+        target.close()
+        source.close()
+    return GENESIS_HEAD if row is None else decode(Head, bytes(row[0]))

@@ -79,8 +79,12 @@ class Checker:
         if view > self.sent_view.get(replica, 0):
             self.sent_view[replica] = view
 
-    def on_restart(self, now_ms: int, host: int, replica: int, view: int) -> None:
-        if view < self.sent_view.get(replica, 0):
+    def on_restart(
+        self, now_ms: int, host: int, replica: int, view: int, records_lost: bool
+    ) -> None:
+        # A replica that lost its records may restart in an older view; what must hold
+        # then is that it signs nothing conflicting, which `on_sent` checks.
+        if not records_lost and view < self.sent_view.get(replica, 0):
             self.violate(
                 now_ms,
                 f"host {host} restarted in view {view} below its sent view "

@@ -73,6 +73,8 @@ class Disk:
     blocks: dict[int, CommittedBlock] = field(default_factory=dict)
     certificates: dict[int, CheckpointCertificate] = field(default_factory=dict)
     app: AppState = field(default_factory=AppState)
+    rejoining: bool = False
+    """The records were lost (a restored backup): the replica restarts rejoining."""
 
     def restored(self) -> Restored:
         height = self.app.executed_height
@@ -82,7 +84,7 @@ class Disk:
             header = self.blocks[height].block.header
             last_hash, last_time = self.blocks[height].block.hash, header.time_ms
         self.records = compact(self.records)
-        return Restored(height, last_hash, last_time, tuple(self.records))
+        return Restored(height, last_hash, last_time, tuple(self.records), self.rejoining)
 
     def serve_fetch(
         self, from_height: int, chunk_max: int

@@ -30,6 +30,7 @@ from consensus.events import (
     FetchFailed,
     MessageReceived,
     Output,
+    Rejoined,
     RequestsReceived,
     Tick,
     ViewChanged,
@@ -72,7 +73,8 @@ class Scripted:
     """One fault of a scripted scenario: at `at_ms`, do `action` to `hosts`.
 
     Actions: "crash" (between steps), "crash_mid_step" (inside the host's next
-    step, losing its unsynced tail), "restart", "isolate" (cut the hosts from
+    step, losing its unsynced tail), "lose_records" (crash, and come back from a
+    backup without consensus records), "restart", "isolate" (cut the hosts from
     all others), "partition" (cut the hosts from the rest), "heal_links".
     """
 
@@ -372,14 +374,19 @@ class World:
             executed.append(result)
         for fetch in out.fetch:
             self._push(self.now + self._delay(), FETCH, host.index, (fetch.peer, fetch.from_height))
-        for notice in out.notices:
-            if isinstance(notice, ViewChanged) and notice.active and host.honest:
-                self.views_installed.add(notice.view)
-            elif isinstance(notice, Diverged) and host.honest:
-                self.checker.violate(self.now, f"host {host.index} diverged: {notice.reason}")
+        self._observe(host, out)
         for result in executed:
             self._step(host, result)
         self._schedule_tick(host)
+
+    def _observe(self, host: Host, out: Output) -> None:
+        for notice in out.notices:
+            if isinstance(notice, ViewChanged) and notice.active and host.honest:
+                self.views_installed.add(notice.view)
+            elif isinstance(notice, Rejoined):
+                host.disk.rejoining = False
+            elif isinstance(notice, Diverged) and host.honest:
+                self.checker.violate(self.now, f"host {host.index} diverged: {notice.reason}")
 
     def _on_honest_delivery(self, host: Host, committed: CommittedBlock) -> None:
         self.checker.on_deliver(self.now, host.index, committed)
@@ -415,13 +422,22 @@ class World:
         host.tick_at = -1
         self.marks["crash"] += 1
 
+    def _lose_records(self, host: Host) -> None:
+        """The disk is replaced by a backup: blocks and state kept, consensus records gone."""
+        self._crash(host)
+        host.disk.records = []
+        host.disk.rejoining = True
+        self.marks["records_lost"] += 1
+
     def _on_restart(self, index: int, _: Any) -> None:
         host = self.hosts[index]
         if host.up:
             return
         host.restarts += 1
         host.replica = self._new_replica(host)
-        self.checker.on_restart(self.now, index, host.replica_id, host.replica.view)
+        self.checker.on_restart(
+            self.now, index, host.replica_id, host.replica.view, host.disk.rejoining
+        )
         self.marks["restart"] += 1
         self._schedule_tick(host)
 
@@ -585,7 +601,13 @@ class World:
         if down >= self.validators.f or not candidates:
             return
         host = rng.choice(candidates)
-        if rng.chance(0.5):
+        roll = rng.below(10)
+        # A replica that lost its records cannot vote until it rejoins, so it counts
+        # against f with the Byzantine ones: only when they leave room for it.
+        rejoining = sum(1 for h in honest if h.disk.rejoining)
+        if roll == 9 and self.config.byzantine + rejoining < self.validators.f:
+            self._lose_records(host)
+        elif roll < 5:
             host.crash_mid_step = True  # crashes inside its next step, losing the unsynced tail
         else:
             self._crash(host)
@@ -618,6 +640,8 @@ class World:
                 host.crash_mid_step = True
             elif fault.action == "restart":
                 self._on_restart(index, None)
+            elif fault.action == "lose_records":
+                self._lose_records(host)
             else:
                 raise ValueError(f"unknown scripted action {fault.action!r}")
 
