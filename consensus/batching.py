@@ -18,7 +18,6 @@ from consensus.config import Parameters
 from consensus.messages import Batch, BatchHeader
 from consensus.pool import RequestPool
 from consensus.verification import PeerError
-from ledger.encoding import encode
 from ledger.merkle import leaf_hash, root_of
 from ledger.tx import Transaction
 
@@ -67,7 +66,7 @@ def build_batch(
             if tx.body.expires_at_ms < time_ms:
                 expired.append(tx_id)
             continue  # too far ahead: it stays pending until it fits
-        data = encode(tx)
+        data = tx.leaf_data
         if size_bytes + len(data) > limits.batch_bytes_max and chosen:
             break
         size_bytes += len(data)
@@ -91,7 +90,7 @@ def check_batch_shape(rules: BatchRules, seq: int, batch: Batch) -> list[bytes]:
     leaves: list[bytes] = []
     size_bytes = 0
     for tx in batch.transactions:
-        data = encode(tx)
+        data = tx.leaf_data
         size_bytes += len(data)
         leaves.append(leaf_hash(data))
     if size_bytes > limits.batch_bytes_max:

@@ -47,7 +47,7 @@ class Block:
 
 def tx_leaf(tx: Transaction) -> bytes:
     """The transaction's leaf hash in a block's tree and in the log."""
-    return leaf_hash(encode(tx))
+    return leaf_hash(tx.leaf_data)
 
 
 def transactions_root(transactions: tuple[Transaction, ...]) -> bytes:

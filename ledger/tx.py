@@ -11,6 +11,7 @@ node never orders one id twice.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Annotated, Final
 
@@ -30,8 +31,11 @@ ChainId = Annotated[str, MaxLength(CHAIN_ID_CHARS_MAX)]
 Nonce = Annotated[bytes, Length(NONCE_BYTES)]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class TransactionBody:
+    """No `slots`: the signing bytes and the id are computed once and cached, because a
+    node needs them many times per transaction (admission, batching, execution, proofs)."""
+
     chain_id: ChainId
     sender: PublicKeyBytes
     family: Name
@@ -41,14 +45,18 @@ class TransactionBody:
     expires_at_ms: int
 
     def signing_bytes(self) -> bytes:
+        return self._signing_bytes
+
+    @functools.cached_property
+    def _signing_bytes(self) -> bytes:
         return TX_DOMAIN + encode(self)
 
-    @property
+    @functools.cached_property
     def id(self) -> bytes:
-        return sha256(self.signing_bytes())
+        return sha256(self._signing_bytes)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Transaction:
     body: TransactionBody
     signature: SignatureBytes
@@ -57,12 +65,17 @@ class Transaction:
     def id(self) -> bytes:
         return self.body.id
 
+    @functools.cached_property
+    def leaf_data(self) -> bytes:
+        """The canonical bytes of the signed transaction (its leaf in blocks and the log)."""
+        return encode(self)
+
     def verify_signature(self) -> None:
         if not verify(self.body.sender, self.signature, self.body.signing_bytes()):
             raise SignatureError("transaction signature does not verify for its sender")
 
     def encode(self) -> bytes:
-        return encode(self)
+        return self.leaf_data
 
     @classmethod
     def decode(cls, data: bytes) -> Transaction:

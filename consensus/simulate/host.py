@@ -18,9 +18,9 @@ from consensus.events import CommittedBlock, Executed, PersistItem, Restored
 from consensus.fetching import select_fetch_answer
 from consensus.recovery import compact
 from consensus.replica import GENESIS_HASH, Replica
+from ledger.block import tx_leaf
 from ledger.checkpoint import CheckpointCertificate
-from ledger.encoding import encode
-from ledger.merkle import MerkleLog, leaf_hash
+from ledger.merkle import MerkleLog
 
 
 class Behaviour(Enum):
@@ -56,7 +56,7 @@ class AppState:
     def execute(self, committed: CommittedBlock) -> Executed:
         block = committed.block
         for tx in block.transactions:
-            self.log.append(leaf_hash(encode(tx)))
+            self.log.append(tx_leaf(tx))
             tx_id = tx.id
             if tx_id in self.applied:
                 self.duplicates_skipped += 1
