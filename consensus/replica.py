@@ -391,7 +391,15 @@ class Replica:
     # ------------------------------------------------------------ requests and proposals
 
     def _on_requests(self, transactions: tuple[Any, ...], from_client: bool, out: Output) -> None:
-        relay = []
+        """Admit requests; a backup forwards its clients' requests to the primary.
+
+        As in PBFT, a request goes to the primary, and every replica that holds
+        one times it; a client that sees no commit in time gives its request to
+        other replicas too, and once f + 1 of them suspect the primary, the view
+        changes. (Forwarding to the primary only, rather than to everyone, spares
+        each backup one decoding and check of every transaction.)
+        """
+        forward = []
         for tx in transactions:
             tx_id = tx.id
             if tx_id in self.pool or self.pool.is_delivered(tx_id):
@@ -404,9 +412,19 @@ class Replica:
                 continue
             self.pool.add(tx_id, tx, self.now_ms)
             if from_client:
-                relay.append(tx)
-        if relay:
-            out.broadcast(Requests(tuple(relay)))
+                forward.append(tx)
+        if forward and self.active and not self.is_primary:
+            out.send.append((self.primary_of(self.view), Requests(tuple(forward))))
+
+    def _forward_pending_to_primary(self, out: Output) -> None:
+        """A new view: hand the new primary every request still waiting here."""
+        if self.is_primary:
+            return
+        pending = self.pool.unassigned(self.params.pending_requests_max)
+        size = self.params.batch_size_max
+        for start in range(0, len(pending), size):
+            chunk = tuple(tx for _, tx in pending[start : start + size])
+            out.send.append((self.primary_of(self.view), Requests(chunk)))
 
     def _request_problem(self, tx: Any) -> str | None:
         if tx.body.chain_id != self.chain_id:
@@ -697,6 +715,7 @@ class Replica:
             self.marks["prepared_batch_carried_into_new_view"] += 1
         self.next_seq = SeqNo(max(plan.min_s + len(plan.batches), self.last_delivered) + 1)
         self.pool.restart_timers(self.now_ms)
+        self._forward_pending_to_primary(out)
 
     # ------------------------------------------------------------ catch-up and status
 

@@ -382,6 +382,13 @@ class Cluster:
     def submit(self, index: int, *transactions: Transaction, from_client: bool = True) -> Output:
         return self.step(index, RequestsReceived(tuple(transactions), from_client))
 
+    def submit_everywhere(
+        self, *transactions: Transaction, replicas: Sequence[int] | None = None
+    ) -> None:
+        """A client that saw no commit gives its request to every replica (PBFT 4.1)."""
+        for index in range(len(self.replicas)) if replicas is None else replicas:
+            self.submit(index, *transactions)
+
     def receive(self, index: int, message: Message) -> Output:
         """Hand one message to a replica directly (not through the queue)."""
         return self.step(index, MessageReceived(message))

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from consensus.events import Diverged, Executed, Output, StableCheckpoint, Tick
-from consensus.messages import CheckpointVote
+from consensus.messages import CheckpointVote, Requests
 from ledger.checkpoint import Checkpoint, CheckpointCertificate, verify_certificate
 
 if TYPE_CHECKING:
@@ -163,6 +163,7 @@ def _assert_stops_signing(cluster: Cluster, index: int) -> None:
     cluster.run()
     assert len(cluster.blocks(0)) == blocks_before + 1, "the others go on"
     cluster.submit(index, kit.tx(b"a request for the diverged replica"))
+    cluster.receive(index, Requests((kit.tx(b"a request relayed to it"),)))
     cluster.tick(10_000)
     cluster.run()
     cluster.tick(10_000)

@@ -167,7 +167,7 @@ def in_view_change(make_cluster: MakeCluster) -> Cluster:
     ViewChange for view 1 that nobody else joined."""
     cluster = make_cluster()
     cluster.filter = lambda sender, receiver, m: sender == 1  # only replica 1 is heard
-    cluster.submit(1, cluster.kit.tx(b"never ordered"))
+    cluster.submit_everywhere(cluster.kit.tx(b"never ordered"), replicas=[1, 2])
     cluster.run()
     cluster.tick(TIMEOUT_MS, replicas=[2])
     cluster.run()
@@ -224,7 +224,7 @@ def busy_history(make_cluster: MakeCluster) -> Cluster:
     # Replica 0 falls silent: view 1 is installed; its primary orders a request.
     cluster.filter = lambda sender, receiver, m: sender != 0
     cluster.now_ms += 10
-    cluster.submit(2, kit.tx(b"view-1", cluster.now_ms))
+    cluster.submit_everywhere(kit.tx(b"view-1", cluster.now_ms), replicas=[1, 2, 3])
     cluster.run()
     cluster.tick(TIMEOUT_MS)
     cluster.run()

@@ -136,7 +136,7 @@ def test_the_new_primary_sends_new_view_after_2f_plus_1_view_changes(
     cluster = make_cluster()
     cluster.filter = from_replica(0)
     tx = cluster.kit.tx(b"needs a new primary")
-    cluster.submit(3, tx)
+    cluster.submit_everywhere(tx)
     cluster.run()
     cluster.tick(TIMEOUT_MS)
     cluster.run()
