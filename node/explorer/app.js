@@ -17,7 +17,8 @@
  *   node-status       this node's status line, in the header
  *   search-form, search-input   the search box
  *   view              the current page
- *   members           consortium table; one tr.member per institution (data-name)
+ *   members           consortium table; one tr.member per institution (data-name), whose
+ *                     td.reachability says "this node", "reachable" or "unreachable"
  *   blocks            latest blocks table; one tr.block per block (data-height)
  *   block             a block's page (data-height); its transactions are tr.tx (data-id)
  *   transaction       a transaction's page (data-id); tx-state holds its state
@@ -27,6 +28,8 @@
  *                     certificate-signers the institutions whose checkpoint signatures prove it
  *   search-results    what a search found (when it found several things or nothing)
  *   drop-zone, file-input   "verify a file"
+ *   trust-anchor      which genesis proofs are checked against; genesis-input lets the user
+ *                     choose a genesis.json they hold instead of this node's
  *   file-hash         the chosen file's SHA-256 (hex), computed in the browser
  *   verify-result     "registered" or "not registered" (or "error: ...")
  *   evidence-record   the record: kind, size, title, trusted time, height
@@ -93,7 +96,17 @@
     return out;
   }
 
-  const sameInt = (a, b) => BigInt(a) === BigInt(b);
+  function sameInt(a, b) {
+    try {
+      return BigInt(a) === BigInt(b);
+    } catch {
+      return false; // not integers
+    }
+  }
+
+  /* Does a value the node's JSON answer shows equal the value a proof proves? */
+  const same = (shown, proven) => (typeof proven === "number" || typeof proven === "bigint"
+    ? typeof shown === "number" && sameInt(shown, proven) : shown === proven);
 
   // ------------------------------------------------------------------ errors
 
@@ -620,7 +633,7 @@
     return verified;
   }
 
-  function provenValue(verified, key, what) {
+  function valueIn(verified, key, what) {
     const id = hex(key);
     if (!verified.state.has(id)) throw new ProofFailure(`the proof does not cover this ${what}`);
     return verified.state.get(id);
@@ -675,7 +688,8 @@
     status: null,
     nodeTrust: null, // from this node's GET /v1/genesis
     fileTrust: null, // from a genesis file the user chose
-    members: null,
+    members: null, // from GET /v1/members: the validators, in order
+    membersHeight: null,
     route: 0,
     polling: false,
     shownHeight: null,
@@ -688,22 +702,21 @@
     return app.nodeTrust;
   }
 
+  /* A readable name for a key the genesis names (node, admin, identity), else null. */
   function nameOf(key) {
     const t = trust();
-    const name = t && t.names.get(key);
-    return name ? `${name}` : `${key.slice(0, 12)}…`;
+    return (t && t.names.get(key)) || null;
   }
 
   // ------------------------------------------------------------------ API
 
-  async function api(path, options = {}) {
+  async function api(path) {
     let response;
     try {
       response = await fetch(path, {
         headers: { Accept: "application/json" },
         cache: "no-store",
         signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
-        ...options,
       });
     } catch {
       throw new ApiError(0, "unreachable", "this node did not answer");
@@ -755,7 +768,6 @@
       if (value === null || value === undefined || value === false) continue;
       if (name === "class") node.className = value;
       else if (name === "dataset") Object.assign(node.dataset, value);
-      else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
       else node.setAttribute(name, value === true ? "" : String(value));
     }
     append(node, children);
@@ -771,14 +783,20 @@
   }
 
   const $ = (id) => document.getElementById(id);
-  const iso = (ms) => (ms === null || ms === undefined ? "" : new Date(Number(ms)).toISOString());
+  function iso(ms) {
+    const date = new Date(Number(ms));
+    return ms === null || ms === undefined || Number.isNaN(date.getTime())
+      ? String(ms ?? "") : date.toISOString();
+  }
+
   const short = (h) => `${h.slice(0, 12)}…`;
   const link = (href, text, attrs = {}) => el("a", { href, ...attrs }, text);
   const hashText = (h) => el("code", { class: "hash" }, h);
   const txLink = (id) => link(`#/tx/${id}`, el("code", {}, short(id)), { title: id });
   const blockLink = (h) => link(`#/block/${h}`, String(h));
-  const keyText = (key) => el("span", { title: key }, nameOf(key), " ",
-    el("code", { class: "muted" }, short(key)));
+  const keyText = (key) => (nameOf(key)
+    ? el("span", { title: key }, nameOf(key), " ", el("code", { class: "muted" }, short(key)))
+    : el("code", { title: key }, short(key)));
   const badge = (text, kind) => el("span", { class: `badge ${kind || ""}` }, text);
 
   function fieldsTable(rows, attrs = {}) {
@@ -852,10 +870,12 @@
       return;
     }
     $("chain-id").textContent = status.chain_id;
-    const names = trust() ? trust().institutions : [];
+    const names = app.members ? app.members.map((m) => m.name)
+      : trust() ? trust().institutions : [];
     const primary = names[status.primary] || `replica ${status.primary}`;
     line.className = "node-status";
-    line.replaceChildren(
+    line.replaceChildren();
+    append(line, [
       el("span", { class: "dot" }),
       `${status.institution} · height ${status.height} · view ${status.view}`
         + `${status.view_active ? "" : " (changing)"} · primary ${primary}`
@@ -863,7 +883,8 @@
         + `${status.catch_up ? ` · catching up to ${status.catch_up.to}` : ""}`
         + ` · ${new Date().toISOString().slice(11, 19)} UTC`,
       app.nodeTrust && app.nodeTrust.genesisHash !== status.genesis_hash
-        ? badge("its genesis does not hash to the genesis hash it reports", "bad") : null);
+        ? badge("its genesis does not hash to the genesis hash it reports", "bad") : null,
+    ]);
   }
 
   function membersTable(status) {
@@ -881,23 +902,28 @@
         el("td", {}, m.role),
         el("td", {}, el("code", { title: m.node_key }, short(m.node_key))),
         el("td", {}, link(`http://${m.host}:${m.api_port}/`, `${m.host}:${m.api_port}`)),
-        el("td", {}, reach),
+        el("td", { class: "reachability" }, reach),
         el("td", {}, String(height)));
     });
-    return dataTable(["Institution", "Role", "Node key", "API", "Link", "Height"], rows,
+    return dataTable(["Institution", "Role", "Node key", "API", "Reachability", "Height"], rows,
       { id: "members" });
+  }
+
+  function blockTransactions(block) {
+    if (!block.transactions.length) return el("span", { class: "muted" }, "none");
+    const hidden = block.tx_count - block.transactions.length;
+    return el("ul", {},
+      block.transactions.map((t) => el("li", {}, txLink(t.id), ` ${t.family}.${t.operation}`,
+        t.code !== "ok" ? [" ", badge(t.code || "?", "bad")] : null)),
+      hidden > 0 ? el("li", {}, link(`#/block/${block.height}`, `and ${hidden} more`)) : null);
   }
 
   function blocksTable(blocks) {
     const rows = blocks.map((b) => el("tr", { class: "block", dataset: { height: b.height } },
       el("td", {}, blockLink(b.height)),
       el("td", {}, iso(b.time_ms)),
-      el("td", {}, nameOf(b.proposer)),
-      el("td", {}, b.transactions.length
-        ? el("ul", {}, b.transactions.map((t) => el("li", {}, txLink(t.id), " ",
-          `${t.family}.${t.operation}`, t.code && t.code !== "ok" ? [" ", badge(t.code, "bad")] : null)),
-        b.tx_count > b.transactions.length ? el("li", {}, `and ${b.tx_count - b.transactions.length} more`) : null)
-        : el("span", { class: "muted" }, "none"))));
+      el("td", {}, keyText(b.proposer)),
+      el("td", {}, blockTransactions(b))));
     return dataTable(["Height", "Time (UTC)", "Proposer", "Transactions"], rows, { id: "blocks" });
   }
 
@@ -907,31 +933,33 @@
   }
 
   async function viewHome(token) {
-    const membersBox = el("section", {}, el("h1", {}, "Consortium"),
-      el("p", { class: "muted" }, "loading…"));
-    const blocksBox = el("section", {}, el("h1", {}, "Latest blocks"),
-      el("p", { class: "muted" }, "loading…"));
-    show(token, membersBox, blocksBox);
+    show(token,
+      el("section", { id: "home-members" }, el("h1", {}, "Consortium"),
+        el("p", { class: "muted" }, "loading…")),
+      el("section", { id: "home-blocks" }, el("h1", {}, "Latest blocks"),
+        el("p", { class: "muted" }, "loading…")));
     app.shownHeight = null;
     await refreshHome(token);
   }
 
+  /* Called on arrival and by every poll while the overview is shown. */
   async function refreshHome(token) {
     const status = app.status;
-    if (!status || token !== app.route || !$("view").firstChild) return;
+    if (!status || token !== app.route || !$("home-members")) return;
     if (!app.members || app.membersHeight !== status.height) {
       await loadMembers();
       app.membersHeight = status.height;
     }
-    if (token !== app.route) return;
-    const [membersBox, blocksBox] = $("view").children;
+    const membersBox = $("home-members");
+    const blocksBox = $("home-blocks");
+    if (token !== app.route || !membersBox || !blocksBox) return;
     membersBox.replaceChildren(el("h1", {}, "Consortium"),
       el("p", { class: "muted" }, `${app.members.length} institutions; every node is a validator. `
         + "Reachability and heights as this node sees them."),
       membersTable(status));
     if (app.shownHeight === status.height) return;
     const list = await api(`/v1/blocks?limit=${BLOCKS_SHOWN}`);
-    if (token !== app.route) return;
+    if (token !== app.route || !blocksBox.isConnected) return;
     app.shownHeight = status.height;
     blocksBox.replaceChildren(el("h1", {}, "Latest blocks"),
       list.blocks.length ? blocksTable(list.blocks) : el("p", { class: "muted" }, "no blocks yet"));
@@ -965,7 +993,7 @@
       more = el("p", {}, `and ${block.tx_count - block.transactions.length} more: `,
         full.transactions.slice(block.transactions.length).map((id) => [txLink(id), " "]));
     }
-    show(token, el("section", { id: "block", dataset: { height: block.height } },
+    show(token, el("div", { id: "block", dataset: { height: block.height } }, el("section", {},
       el("h1", {}, `Block ${block.height}`),
       fieldsTable([
         ["Hash", hashText(block.hash)],
@@ -979,7 +1007,7 @@
       ])),
     el("section", {}, el("h2", {}, `Transactions (${block.tx_count})`),
       rows.length ? dataTable(["Id", "Operation", "Sender", "Outcome"], rows)
-        : el("p", { class: "muted" }, "none"), more));
+        : el("p", { class: "muted" }, "none"), more)));
   }
 
   function plain(value) {
@@ -1028,7 +1056,7 @@
         status.index !== undefined && ["Position", `${status.index} in its block; `
           + `${status.log_index} in the chain's log`],
         status.reason && ["Refused because", status.reason],
-        result !== null && ["Result", el("pre", {}, JSON.stringify(result, null, 1))],
+        result !== null && ["Result", el("pre", {}, JSON.stringify(result))],
         related.length && ["Related", related.map((r) => [r, " "])],
         status.state === "committed" && ["Proof", link(`/v1/proofs/transactions/${id}`,
           "inclusion proof (JSON)")],
@@ -1059,9 +1087,9 @@
       const documentJson = await proofDocument(`/v1/proofs/evidence/${id}`, panel.wait);
       const verified = await verifyProofDocument(documentJson, t, panel.note);
       const key = concat(encoder.encode("evidence/"), fromHex(id));
-      const value = provenValue(verified, key, "evidence record");
-      if (value === null) throw new ProofFailure("the proof shows this evidence is absent");
-      const proven = decodeAs(Evidence, value);
+      const bytes = valueIn(verified, key, "evidence record");
+      if (bytes === null) throw new ProofFailure("the proof shows this evidence is absent");
+      const proven = decodeAs(Evidence, bytes);
       if (hex(proven.id) !== id) throw new ProofFailure(`the proven record's id is not ${idIs}`);
       panel.note(`the proven record's id equals ${idIs}`);
       const claimed = [
@@ -1069,14 +1097,13 @@
         ["title", proven.title], ["height", proven.height], ["time_ms", proven.time_ms],
         ["tx_id", hex(proven.tx_id)], ["owner", hex(proven.owner)], ["private", proven.private],
       ];
-      for (const [field, value_] of claimed) {
-        if (typeof value_ === "number" || typeof value_ === "bigint"
-          ? !sameInt(record[field], value_) : record[field] !== value_) {
+      for (const [field, value] of claimed) {
+        if (!same(record[field], value)) {
           throw new ProofFailure(`the node's answer (${field}) differs from the proven record`);
         }
       }
       panel.note("the record shown is the proven record (kind, size, title, time, height)");
-      if (!verified.transactions.some((t_) => equal(t_.id, proven.tx_id))) {
+      if (!verified.transactions.some((entry) => equal(entry.id, proven.tx_id))) {
         throw new ProofFailure("the proof does not include the registering transaction");
       }
       panel.note("the registering transaction is in the certified log");
@@ -1102,6 +1129,11 @@
         + "this machine; only its hash is looked up."),
       input);
     const output = el("div", { id: "verify-output" });
+    let chosen = null; // the file last checked: checked again when the trust anchor changes
+    const check = (file) => {
+      chosen = file;
+      verifyFile(file, output);
+    };
     const genesisInput = el("input", { id: "genesis-input", type: "file", accept: ".json" });
     const anchor = el("p", { class: "note", id: "trust-anchor" });
     const describeAnchor = () => {
@@ -1120,9 +1152,13 @@
         return;
       }
       describeAnchor();
+      genesisInput.value = "";
+      if (chosen) check(chosen);
     });
     input.addEventListener("change", () => {
-      if (input.files[0]) verifyFile(input.files[0], output);
+      const file = input.files[0];
+      input.value = ""; // so that choosing the same file again checks it again
+      if (file) check(file);
     });
     zone.addEventListener("dragover", (event) => {
       event.preventDefault();
@@ -1133,7 +1169,7 @@
       event.preventDefault();
       zone.classList.remove("dragging");
       const file = event.dataTransfer && event.dataTransfer.files[0];
-      if (file) verifyFile(file, output);
+      if (file) check(file);
     });
     show(token, el("section", {}, el("h1", {}, "Verify a file"),
       el("p", {}, "Find out whether a file was registered on this chain, and when: "
@@ -1148,8 +1184,8 @@
     const token = app.route;
     const hashLine = el("span", { id: "file-hash" }, "hashing…");
     const result = el("div", { id: "verify-result", class: "result" }, "looking it up…");
-    const box = el("section", {}, el("h2", {}, file.name),
-      fieldsTable([["Size", `${file.size} bytes`], ["SHA-256", hashLine]]), result);
+    const box = el("section", {}, el("h2", {}, file.name), result,
+      fieldsTable([["Size", `${file.size} bytes`], ["SHA-256 (computed here)", hashLine]]));
     output.replaceChildren(box);
     const stop = (text, kind) => {
       result.textContent = text;
@@ -1197,7 +1233,7 @@
       const key = concat(encoder.encode("evidence/"), fromHex(id));
       const documentJson = await proofDocument(`/v1/proofs/state/${hex(key)}`, panel.wait);
       const verified = await verifyProofDocument(documentJson, t, panel.note);
-      if (provenValue(verified, key, "evidence key") !== null) {
+      if (valueIn(verified, key, "evidence key") !== null) {
         throw new ProofFailure("the proof shows the evidence is present");
       }
       panel.note("the state proof shows no record under this id");
@@ -1222,7 +1258,7 @@
       el("td", {}, keyText(e.actor)),
       el("td", {}, txLink(e.tx_id)),
       el("td", {}, e.detail)));
-    show(token, el("section", { id: "application" }, el("h1", {}, "Application"),
+    show(token, el("div", { id: "application" }, el("section", {}, el("h1", {}, "Application"),
       fieldsTable([
         ["Id", hashText(a.id)],
         ["State", badge(a.state, a.state === "issued" ? "ok" : a.state === "pending" ? "warn" : "bad")],
@@ -1239,13 +1275,12 @@
       dataTable(["Check", "Outcome", "Detail"], findings, { id: "findings" })),
     el("section", {}, el("h2", {}, "History"),
       dataTable(["Step", "Time (UTC)", "Height", "By", "Transaction", "Detail"], history,
-        { id: "history" })));
+        { id: "history" }))));
   }
 
   async function viewCertificate(token, id) {
     const c = await api(`/v1/certificates/${id}`);
     const application = await apiOrNull(`/v1/applications/${c.application_id}`);
-    const decision = application && application.history.find((e) => e.step === "issued");
     const signers = el("span", { id: "certificate-signers" }, "checking…");
     const panel = proofPanel();
     const revoked = c.state === "revoked";
@@ -1253,7 +1288,8 @@
       el("td", {}, link(`#/evidence/${e.id}`, el("code", { class: "hash" }, e.id))),
       el("td", {}, e.kind), el("td", {}, iso(e.registered_time_ms)),
       el("td", {}, blockLink(e.registered_height))));
-    show(token, el("section", { id: "certificate" }, el("h1", {}, "Notarial certificate"),
+    show(token, el("div", { id: "certificate" }, el("section", {},
+      el("h1", {}, "Notarial certificate"),
       fieldsTable([
         ["Status", badge(c.state, revoked ? "bad" : "ok"), "certificate-status"],
         revoked && ["Revoked", `${iso(c.revoked_time_ms)} at height ${c.revoked_height}: `
@@ -1262,7 +1298,7 @@
         ["Purpose", c.purpose.replaceAll("_", " ")],
         ["Decision", [`issued ${iso(c.issued_time_ms)} at height `, blockLink(c.issued_height),
           " by ", keyText(c.officer), ` for ${c.notary_office}`,
-          decision && decision.detail ? ` (${decision.detail})` : ""]],
+          application ? `; the automated audit recommended: ${application.recommendation}` : ""]],
         ["Decision transaction", txLink(c.issue_tx_id)],
         ["Applicant", keyText(c.applicant)],
         ["Application", link(`#/application/${c.application_id}`, c.application_id)],
@@ -1273,31 +1309,34 @@
       ])),
     el("section", {}, el("h2", {}, "Evidence"),
       dataTable(["Id (SHA-256 or commitment)", "Kind", "Registered (UTC)", "Height"], evidence)),
-    el("section", {}, panel.node));
+    el("section", {}, panel.node)));
     await runProof(panel, async () => {
       const t = trust() || (await loadNodeTrust());
-      const document_ = await proofDocument(`/v1/certificates/${id}/document`, panel.wait);
-      const verified = await verifyProofDocument(document_.proof, t, panel.note);
-      const value = provenValue(verified, concat(encoder.encode("certificate/"), fromHex(id)),
+      const issued = await proofDocument(`/v1/certificates/${id}/document`, panel.wait);
+      const verified = await verifyProofDocument(issued.proof, t, panel.note);
+      const bytes = valueIn(verified, concat(encoder.encode("certificate/"), fromHex(id)),
         "certificate");
-      if (value === null) throw new ProofFailure("the proof shows no such certificate");
-      const proven = decodeAs(Certificate, value);
+      if (bytes === null) throw new ProofFailure("the proof shows no such certificate");
+      const proven = decodeAs(Certificate, bytes);
       if (hex(proven.id) !== id) throw new ProofFailure("the proof is of another certificate");
-      const checks = [
-        ["status", document_.status, proven.state], ["state", c.state, proven.state],
+      const shownAndProven = [
+        ["status", issued.status, proven.state],
+        ["state", c.state, proven.state],
         ["application", c.application_id, hex(proven.application_id)],
         ["officer", c.officer, hex(proven.officer)],
         ["decision time", c.issued_time_ms, proven.issued_time_ms],
+        ["revocation", c.revoked_reason, proven.revoked_reason],
         ["evidence", c.evidence.map((e) => e.id).join(), proven.evidence.map((e) => hex(e.id)).join()],
       ];
-      for (const [field, shown, provenValue_] of checks) {
-        if (String(shown) !== String(provenValue_)) {
+      for (const [field, shown, value] of shownAndProven) {
+        if (!same(shown, value)) {
           throw new ProofFailure(`the node's answer (${field}) differs from the proven certificate`);
         }
       }
       panel.note(`the certificate is proven ${proven.state} as of height `
         + `${verified.checkpoint.height}, and matches what is shown`);
-      signers.replaceChildren(verified.signers.map((s) => nameOf(hex(s))).join(", "));
+      signers.replaceChildren(
+        verified.signers.map((s) => nameOf(hex(s)) || short(hex(s))).join(", "));
     });
     if (signers.textContent === "checking…") signers.textContent = "(not proven)";
   }
@@ -1305,7 +1344,7 @@
   // ------------------------------------------------------------------ search
 
   async function viewSearch(token, query) {
-    const q = query.trim().toLowerCase();
+    const q = query.trim().toLowerCase().replace(/^0x/, "");
     $("search-input").value = q;
     if (/^\d{1,18}$/.test(q)) {
       location.replace(`#/block/${Number(q)}`);
@@ -1379,9 +1418,15 @@
     try {
       app.status = await api("/v1/status");
       renderStatus(app.status);
-      if (location.hash.replace(/^#\/?/, "") === "") await refreshHome(app.route);
     } catch (error) {
       renderStatus(null, problem(error));
+      app.polling = false;
+      return;
+    }
+    try {
+      await refreshHome(app.route);
+    } catch {
+      // the overview stays as it was; the next poll tries again
     } finally {
       app.polling = false;
     }
@@ -1391,7 +1436,9 @@
     $("search-form").addEventListener("submit", (event) => {
       event.preventDefault();
       const q = $("search-input").value.trim();
-      if (q) location.hash = `#/search/${encodeURIComponent(q)}`;
+      const target = `#/search/${encodeURIComponent(q)}`;
+      if (q && location.hash === target) route();
+      else if (q) location.hash = target;
     });
     window.addEventListener("hashchange", route);
     try {
