@@ -195,7 +195,15 @@ class World:
     def _make_hosts(self, rng: Rng) -> None:
         n = self.config.nodes
         byzantine = rng.shuffled(range(n))[: self.config.byzantine]
-        choices = [b for b in Behaviour if b is not Behaviour.HONEST]
+        if byzantine and 0 not in byzantine and rng.chance(0.5):
+            byzantine[0] = 0  # the first primary: where a Byzantine replica hurts most
+        # Twins first: two honest copies in different partitions produce every
+        # equivocation and double vote, which is what exposes a weak quorum rule.
+        choices = [Behaviour.TWIN] * 3 + [Behaviour.EQUIVOCATE] * 2 + [
+            Behaviour.FORGE,
+            Behaviour.WRONG_CHECKPOINT,
+            Behaviour.SILENT,
+        ]
         chosen = {r: Behaviour(b) for r, b in self.config.behaviours}
         self.hosts: list[Host] = []
         for replica_id in range(n):
@@ -224,7 +232,13 @@ class World:
         )
 
     def _split_twins(self, rng: Rng) -> None:
-        """Each twin talks to one half of the others until the network heals."""
+        """Each twin talks to one half of the others until the network heals.
+
+        The halves are drawn again now and then (Twins: a new partition per
+        round), so the twins' conflicting votes reach different replicas over
+        time, which is what exposes a quorum rule that is too weak.
+        """
+        self.twin_blocked.clear()
         for replica_id in range(self.config.nodes):
             twins = [h for h in self.hosts if h.replica_id == replica_id]
             if len(twins) != 2:
@@ -554,6 +568,9 @@ class World:
         if self.healed:
             return
         rng = self.fault_rng
+        if self.twin_blocked and rng.chance(0.5):
+            self._split_twins(rng)
+            self.marks["twins_split_again"] += 1
         active = [k for k in self.faults_enabled if k not in ("drop", "duplicate")]
         if active:
             kind = rng.choice(active)
