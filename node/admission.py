@@ -27,7 +27,8 @@ from ledger.keys import verify
 from ledger.tx import TX_BYTES_MAX, Transaction
 from node.families.base import Context, Family, Refused
 
-VERIFIED_IDS_MAX: Final = 1_000_000
+VERIFIED_IDS_MAX: Final = 200_000
+"""Enough for every transaction in flight at full speed; older ids are checked again."""
 
 
 class AdmissionRefusal(Exception):

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from node.app import Node
 
 RECENT_BLOCKS_MAX: Final = 4096
+RECENT_IDS_MAX: Final = 200_000
 ANSWER_BLOCKS_MAX: Final = 1000
 WAIT_S_MAX: Final = 30.0
 
@@ -26,10 +27,16 @@ WAIT_S_MAX: Final = 30.0
 class CommitFeed:
     def __init__(self) -> None:
         self.recent: deque[tuple[int, list[bytes]]] = deque(maxlen=RECENT_BLOCKS_MAX)
+        self.ids_kept = 0
         self.changed = asyncio.Event()
 
     def on_committed(self, height: int, tx_ids: list[bytes]) -> None:
+        if len(self.recent) == self.recent.maxlen:
+            self.ids_kept -= len(self.recent[0][1])
         self.recent.append((height, tx_ids))
+        self.ids_kept += len(tx_ids)
+        while self.ids_kept > RECENT_IDS_MAX and len(self.recent) > 1:
+            self.ids_kept -= len(self.recent.popleft()[1])
         self.changed.set()
         self.changed = asyncio.Event()
 

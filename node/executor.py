@@ -33,6 +33,7 @@ from node.families.governance import apply_due_changes
 from node.storage import BlockWrite, Head, Store, TxEntry
 
 OK = "ok"
+STATE_CACHE_MAX = 100_000
 
 
 class FrontierNodeStore:
@@ -109,6 +110,7 @@ class Executor:
         self.log_store = FrontierNodeStore(counts, tails)
         self.log = MerkleLog(self.log_store)
         self.smt_store = DatabaseSmtStore(store)
+        self.state_cache: dict[bytes, bytes | None] = {}
         self.membership_changes: list[tuple[int, Members]] = []
         """(height, members) for each validator-set change executed (read by the driver)."""
         if self.head.height == 0 and not self.head.log_root:
@@ -130,8 +132,15 @@ class Executor:
         return counts, tails
 
     def _read(self, key: bytes) -> bytes | None:
+        cache = self.state_cache
+        if key in cache:
+            return cache[key]
         row = self.store.db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
-        return None if row is None else bytes(row[0])
+        value = None if row is None else bytes(row[0])
+        if len(cache) >= STATE_CACHE_MAX:
+            cache.clear()  # cheap bound; hot keys (identities, schedule) come back at once
+        cache[key] = value
+        return value
 
     def _write_genesis_state(self) -> None:
         """Height 0: the members, their administrators, the genesis identities and fees."""
@@ -162,10 +171,11 @@ class Executor:
         if members is not None:
             self.membership_changes.append((header.height, members))
         entries: list[tuple[bytes, TxEntry]] = []
+        executed_before = self._executed_before([tx.id for tx in block.transactions])
         for position, tx in enumerate(block.transactions):
             tx_id = tx.id
             log_index = self.log.append(tx_leaf(tx))
-            if tx_id in seen or self._executed_before(tx_id):
+            if tx_id in seen or tx_id in executed_before:
                 code, result = _refusal("duplicate", "this transaction was executed before")
             else:
                 ctx = Context(read, tx, tx_id, header.height, header.time_ms)
@@ -185,6 +195,7 @@ class Executor:
         )
         self.log_store.pending = []
         self.smt_store.pending = []
+        self.state_cache.update(writes)
         self.head = head
         return Executed(header.height, state_root, self.log.size, log_root)
 
@@ -202,9 +213,18 @@ class Executor:
             return _refusal(refused.code, refused.reason)
         return OK, outcome.result
 
-    def _executed_before(self, tx_id: bytes) -> bool:
-        row = self.store.db.execute("SELECT 1 FROM transactions WHERE id = ?", (tx_id,)).fetchone()
-        return row is not None
+    def _executed_before(self, tx_ids: list[bytes]) -> set[bytes]:
+        """Which of these ids the chain executed before (one query per 500 ids)."""
+        found: set[bytes] = set()
+        for start in range(0, len(tx_ids), 500):
+            chunk = tx_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.store.db.execute(
+                f"SELECT id FROM transactions WHERE id IN ({marks})",  # noqa: S608  (placeholders)
+                chunk,
+            ).fetchall()
+            found.update(bytes(row[0]) for row in rows)
+        return found
 
 
 def _refusal(code: str, reason: str) -> tuple[str, bytes]:

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ledger.block import Block
 
+ADMITTED_TRACKED_MAX = 100_000
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -86,8 +87,12 @@ class Metrics:
 
     def observe_admission(self, tx_id: bytes) -> None:
         self.admitted.inc()
-        if len(self.admitted_at) < 1_000_000:
-            self.admitted_at[tx_id] = time.monotonic()
+        if len(self.admitted_at) >= ADMITTED_TRACKED_MAX:
+            # Transactions that never committed here (refused later, or lost) would pile
+            # up: forget the oldest half; their latency goes unmeasured.
+            for old in list(self.admitted_at)[: ADMITTED_TRACKED_MAX // 2]:
+                del self.admitted_at[old]
+        self.admitted_at[tx_id] = time.monotonic()
 
     def observe_block(self, block: Block) -> None:
         self.height.set(block.header.height)
