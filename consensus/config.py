@@ -47,9 +47,11 @@ class Parameters:
 class ReplicaConfig:
     chain_id: str
     validators: ValidatorSet
-    replica_id: ReplicaId
+    """The genesis validator set (later sets come from `EpochScheduled` events)."""
+    replica_id: ReplicaId | None
+    """This replica's index in that set; None for a node that is not (yet) a validator."""
     parameters: Parameters = field(default_factory=Parameters)
 
     def __post_init__(self) -> None:
-        if not 0 <= self.replica_id < self.validators.n:
+        if self.replica_id is not None and not 0 <= self.replica_id < self.validators.n:
             raise ValueError(f"replica {self.replica_id} is not in a set of {self.validators.n}")

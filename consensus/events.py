@@ -32,6 +32,7 @@ from consensus.types import ReplicaId, View
 from ledger.block import Block
 from ledger.checkpoint import CheckpointCertificate
 from ledger.tx import Transaction
+from ledger.validators import ValidatorSet
 
 # ---------------------------------------------------------------- events
 
@@ -82,17 +83,39 @@ class BlocksFetched:
     their hash chain); each block after it must carry its commit certificate.
     """
 
-    peer: ReplicaId
+    peer: bytes
+    """The public key of the peer that answered."""
     certificate: CheckpointCertificate | None
     blocks: tuple[CommittedBlock, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class FetchFailed:
-    peer: ReplicaId
+    peer: bytes
 
 
-Event = MessageReceived | RequestsReceived | Tick | Executed | BlocksFetched | FetchFailed
+@dataclass(frozen=True, slots=True)
+class EpochScheduled:
+    """Execution approved a new validator set: it orders the blocks after `end_height`.
+
+    Every replica learns it by executing the same block, long enough before
+    `end_height` (at least a window) that no vote of the current set can reach
+    beyond it.
+    """
+
+    end_height: int
+    validators: ValidatorSet
+
+
+Event = (
+    MessageReceived
+    | RequestsReceived
+    | Tick
+    | Executed
+    | BlocksFetched
+    | FetchFailed
+    | EpochScheduled
+)
 
 # ---------------------------------------------------------------- records
 
@@ -122,6 +145,11 @@ class Restored:
     rejoining: bool = False
     """The write-ahead records were lost or rolled back (a restored backup, a new disk):
     the replica must not vote until it is past anything it may have voted on before."""
+    epoch: int = 0
+    validators: ValidatorSet | None = None
+    """The current epoch's validator set (None: still the genesis set)."""
+    scheduled: EpochScheduled | None = None
+    """A validator-set change approved but not yet in force."""
 
 
 # ---------------------------------------------------------------- actions
@@ -131,8 +159,11 @@ class Restored:
 class Fetch:
     """Ask `peer` for the committed blocks from `from_height` on, with a checkpoint certificate."""
 
-    peer: ReplicaId
+    peer: bytes
+    """The peer's public key (validator indices change with the validator set)."""
     from_height: int
+    until_height: int | None = None
+    """The answer must stop here (the end of an epoch: its blocks have other certificates)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +199,7 @@ class Diverged:
 class CatchUp:
     """Blocks were fetched from a peer and delivered; progress for logs and `/v1/status`."""
 
-    peer: ReplicaId
+    peer: bytes
     from_height: int
     to_height: int
 
@@ -181,7 +212,17 @@ class Rejoined:
     stable_height: int
 
 
-Notice = ViewChanged | StableCheckpoint | Diverged | CatchUp | Rejoined
+@dataclass(frozen=True, slots=True)
+class EpochStarted:
+    """A new validator set orders blocks from `validators.from_height`; the runtime stores it
+    (and may drop every record of the previous epoch: its votes can never count again)."""
+
+    epoch: int
+    validators: ValidatorSet
+    member: bool
+
+
+Notice = ViewChanged | StableCheckpoint | Diverged | CatchUp | Rejoined | EpochStarted
 
 
 @dataclass(slots=True)

@@ -25,8 +25,12 @@ class BlockSource(Protocol):
 
 
 def select_fetch_answer(
-    source: BlockSource, from_height: int, chunk_max: int
+    source: BlockSource, from_height: int, chunk_max: int, until_height: int | None = None
 ) -> tuple[CheckpointCertificate | None, tuple[CommittedBlock, ...]] | None:
+    """`until_height`: the answer stops there (an epoch's last block: the next blocks are
+    certified by another validator set, which the asker may not know yet)."""
+    if until_height is not None:
+        chunk_max = min(chunk_max, until_height - from_height + 1)
     held: list[CommittedBlock] = []
     while len(held) < chunk_max:
         block = source.block(from_height + len(held))
@@ -41,7 +45,8 @@ def select_fetch_answer(
         # Nothing certified in range: a certificate a little further on still proves
         # the chain up to it (checkpoints every `checkpoint_interval` blocks).
         later = source.first_certificate_from(end + 1)
-        if later is not None and later.checkpoint.height < end + 1 + chunk_max:
+        limit = end + 1 + chunk_max if until_height is None else until_height + 1
+        if later is not None and later.checkpoint.height < limit:
             extra = [source.block(h) for h in range(end + 1, later.checkpoint.height + 1)]
             if all(b is not None for b in extra):
                 held.extend(b for b in extra if b is not None)

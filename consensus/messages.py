@@ -142,6 +142,7 @@ class NewView:
 class Status:
     """A periodic announcement: lets laggards catch up and replicas in old views rejoin."""
 
+    epoch: int
     view: View
     executed_height: int
     stable_height: int
@@ -178,10 +179,15 @@ _DOMAINS: Final[dict[type, bytes]] = {
 }
 
 
-def signing_bytes(chain_id: str, message: Signed) -> bytes:
-    """Domain tag, chain id, then every field but the trailing signature."""
+def signing_bytes(chain_id: str, message: Signed, epoch: int = 0) -> bytes:
+    """Domain tag, chain id, epoch, then every field but the trailing signature.
+
+    The epoch (the validator set's number since genesis) is part of every vote, so a
+    vote of one validator set can never count in another's quorum.
+    """
     fields = to_wire(message)[:-1]
-    return _DOMAINS[type(message)] + chain_id.encode() + b"\x00" + pack(fields)
+    prefix = _DOMAINS[type(message)] + chain_id.encode() + b"\x00" + epoch.to_bytes(8, "big")
+    return prefix + pack(fields)
 
 
 def encode_message(message: Message) -> bytes:

@@ -91,6 +91,11 @@ def compact(items: Iterable[PersistItem]) -> list[PersistItem]:
 
 
 def restore_into(replica: Replica, restored: Restored) -> None:
+    if restored.validators is not None:
+        replica._set_validators(restored.validators, restored.epoch)
+    if restored.scheduled is not None:
+        replica.epoch_end = restored.scheduled.end_height
+        replica.next_validators = restored.scheduled.validators
     replica.executed = replica.last_delivered = restored.executed_height
     replica.last_block_hash = restored.last_block_hash
     replica.last_block_time_ms = restored.last_block_time_ms
@@ -145,7 +150,9 @@ def _restore_slots(replica: Replica, records: tuple[PersistItem, ...]) -> None:
     new_view = replica.new_view_message
     if new_view is not None and new_view.view == view:
         primary_key = replica.keys[new_view.replica]
-        plan = plan_new_view(replica.chain_id, view, primary_key, new_view.view_changes)
+        plan = plan_new_view(
+            replica.chain_id, view, primary_key, new_view.view_changes, replica.epoch_base
+        )
         for pre_prepare, batch in zip(new_view.pre_prepares, plan.batches, strict=True):
             if pre_prepare.seq > stable_height:
                 slot = replica._slot(pre_prepare.seq)

@@ -41,6 +41,8 @@ from consensus.events import (
     CommitRecord,
     CommittedBlock,
     Diverged,
+    EpochScheduled,
+    EpochStarted,
     Event,
     Executed,
     Fetch,
@@ -82,10 +84,13 @@ from ledger.block import Block
 from ledger.checkpoint import Checkpoint, CheckpointCertificate, Endorsement
 from ledger.keys import VerifyFn
 from ledger.merkle import EMPTY_ROOT
+from ledger.validators import ValidatorSet
 
 S = TypeVar("S", bound=Signed)
 
 GENESIS_HASH = EMPTY_ROOT
+NO_EPOCH_END = 2**63
+SILENCE_STATUS_INTERVALS = 3
 VIEW_AHEAD_MAX = 1_000
 """ViewChanges for views further ahead than this are refused (they would pin memory)."""
 
@@ -99,20 +104,19 @@ class Replica:
         validate_request: ValidateRequest,
         restored: Restored | None = None,
     ) -> None:
-        validators = config.validators
-        assert signer.public_key == validators.validators[config.replica_id], "wrong signing key"
         self.config = config
         self.chain_id = config.chain_id
         self.params = config.parameters
-        self.id = config.replica_id
-        self.n = validators.n
-        self.f = validators.f
-        self.quorum = validators.quorum
-        self.prepare_quorum = validators.quorum - 1  # 2f Prepares besides the PrePrepare
-        self.commit_quorum = validators.quorum
-        self.keys = validators.validators
         self._signer = signer
-        self.verifier = Verifier(config.chain_id, validators, verify)
+        self._verify = verify
+        if config.replica_id is not None:
+            assert signer.public_key == config.validators.validators[config.replica_id], (
+                "wrong signing key"
+            )
+        self.epoch_end: int | None = None
+        """The last height the current validator set orders, once a new set is scheduled."""
+        self.next_validators: ValidatorSet | None = None
+        self._set_validators(config.validators, 0)
         self.rules = BatchRules(config.chain_id, config.parameters, validate_request)
         self.pool = RequestPool(config.parameters.pending_requests_max)
         self.marks: Counter[str] = Counter()
@@ -152,12 +156,33 @@ class Replica:
         if restored is not None:
             self._restore(restored)
 
+    def _set_validators(self, validators: ValidatorSet, epoch: int) -> None:
+        """Adopt a validator set: quorums, this replica's index in it, the signing epoch."""
+        self.epoch = epoch
+        self.validators = validators
+        self.epoch_base = validators.from_height - 1 if epoch else 0
+        """The last height ordered by earlier validator sets (its certificate is theirs)."""
+        self.n = validators.n
+        self.f = validators.f
+        self.quorum = validators.quorum
+        self.prepare_quorum = validators.quorum - 1  # 2f Prepares besides the PrePrepare
+        self.commit_quorum = validators.quorum
+        self.keys = validators.validators
+        self.member = self._signer.public_key in self.keys
+        # A replica outside the set follows the chain by fetching blocks; -1 matches no sender.
+        self.id = ReplicaId(self.keys.index(self._signer.public_key) if self.member else -1)
+        self.verifier = Verifier(self.chain_id, validators, self._verify, epoch)
+
     def _init_runtime_state(self, restored: Restored | None) -> None:
         self.peer_status: dict[ReplicaId, Status] = {}
         self.rejoining = restored is not None and restored.rejoining
         self.rejoin_floor: int | None = None
         """The stable height this replica must reach before it votes again, once known."""
-        self.fetching: tuple[ReplicaId, int] | None = None
+        self.fetching: tuple[bytes, int] | None = None
+        """(peer key, deadline) of the fetch in flight."""
+        self.fetch_rotation = 0
+        self.last_heard_ms = 0
+        """When a peer's Status last arrived (a silent set makes this replica poll for blocks)."""
         self.next_resend_ms = 0
         self.next_status_ms = 0
 
@@ -166,6 +191,12 @@ class Replica:
     @property
     def stable_height(self) -> int:
         return 0 if self.stable is None else self.stable.checkpoint.height
+
+    @property
+    def low_watermark(self) -> int:
+        """PBFT's h: the stable checkpoint, or the epoch's base if that is higher (a replica
+        that lost its records may hold no certificate of its own yet)."""
+        return max(self.stable_height, self.epoch_base)
 
     def primary_of(self, view: int) -> ReplicaId:
         return ReplicaId(view % self.n)
@@ -200,8 +231,11 @@ class Replica:
                 case FetchFailed(peer=peer):
                     if self.fetching is not None and self.fetching[0] == peer:
                         self.fetching = None
+                case EpochScheduled():
+                    self._on_epoch_scheduled(event)
         except PeerError as exc:
             out.rejected.append(Rejected(_kind(event), _sender(event), exc.reason))
+        self._maybe_start_epoch(out)
         self._maybe_propose(out)
         return out
 
@@ -219,7 +253,21 @@ class Replica:
 
     # ------------------------------------------------------------ dispatch
 
+    def _on_follower_message(self, message: Message, out: Output) -> None:
+        """Not a validator (yet, or any more): follow the chain by fetching blocks."""
+        match message:
+            case Status():
+                self._on_status(message, out)
+            case Requests():
+                self._on_requests(message.transactions, False, out)
+
     def _on_message(self, message: Message, out: Output) -> None:
+        if not self.member:
+            self._on_follower_message(message, out)
+            return
+        sender = _sender(MessageReceived(message))
+        if sender is not None and not 0 <= sender < self.n:
+            raise PeerError(f"replica {sender} is not a member of validator set {self.epoch}")
         match message:
             case Proposal():
                 self._on_pre_prepare(message, out)
@@ -441,9 +489,11 @@ class Replica:
             return
         params = self.params
         self.next_seq = SeqNo(max(self.next_seq, self.last_delivered + 1, self.stable_height + 1))
+        epoch_end = self.epoch_end if self.epoch_end is not None else NO_EPOCH_END
         while (
             self.next_seq <= self.last_delivered + params.in_flight_max
-            and self.next_seq <= self.stable_height + params.window_size
+            and self.next_seq <= self.low_watermark + params.window_size
+            and self.next_seq <= epoch_end
         ):
             candidates = self.pool.unassigned(params.batch_size_max)
             if not candidates:
@@ -480,7 +530,8 @@ class Replica:
         assert height == self.executed + 1, f"executed {height} after {self.executed}"
         self.executed = height
         block_hash, time_ms = self._delivered_meta.pop(height)
-        if height % self.params.checkpoint_interval:
+        # An epoch's last block is always checkpointed: the next set starts from it.
+        if height % self.params.checkpoint_interval and height != self.epoch_end:
             return
         checkpoint = Checkpoint(
             self.chain_id,
@@ -495,7 +546,7 @@ class Replica:
             if self.stable.checkpoint != checkpoint:
                 self._diverge(height, "state differs from the stable checkpoint", out)
             return
-        if height < self.stable_height:
+        if height < self.stable_height or not self.member:
             return
         self.own_checkpoints[height] = checkpoint
         vote = CheckpointVote(checkpoint, self.id, self._signer.sign(checkpoint.signing_bytes()))
@@ -508,7 +559,7 @@ class Replica:
         height = vote.checkpoint.height
         if height <= self.stable_height or vote.replica == self.id:
             return
-        if height > self.stable_height + 2 * self.params.window_size:
+        if height > self.low_watermark + 2 * self.params.window_size:
             return  # far ahead: Status messages will lead to a fetch
         if vote.replica in self.checkpoint_votes.get(height, {}):
             return
@@ -551,8 +602,8 @@ class Replica:
         for old in [h for h in self.own_checkpoints if h < height]:
             del self.own_checkpoints[old]
         if height > self.last_delivered:
-            signers = [self.keys.index(e.signer) for e in certificate.endorsements]
-            self._fetch_from(ReplicaId(signers[self.last_delivered % len(signers)]), out)
+            signers = [e.signer for e in certificate.endorsements]
+            self._fetch_from(signers[self.last_delivered % len(signers)], out)
 
     def _check_rejoined(self, out: Output) -> None:
         """Rejoined once the stable checkpoint passes the floor: everything signed in the
@@ -581,7 +632,7 @@ class Replica:
         self.slots.clear()
         self.pool.clear_batches()
         prepared = tuple(self.prepared[seq] for seq in sorted(self.prepared))
-        message = self._sign(ViewChange(view, self.stable, prepared, self.id, b""))
+        message = self._sign(ViewChange(view, self._own_stable(), prepared, self.id, b""))
         self.my_view_changes[view] = message
         for old in sorted(self.my_view_changes)[:-VIEW_CHANGES_KEPT]:
             del self.my_view_changes[old]
@@ -591,6 +642,13 @@ class Replica:
         out.broadcast(message)
         out.notices.append(ViewChanged(view, active=False))
         self._view_change_progress(out)
+
+    def _own_stable(self) -> CheckpointCertificate | None:
+        """The stable certificate a ViewChange carries: none while it is the previous
+        validator set's (the epoch's base, which every member starts from)."""
+        if self.stable is None or self.stable_height <= self.epoch_base:
+            return None
+        return self.stable
 
     def _on_view_change(self, message: ViewChange, out: Output) -> None:
         if message.replica == self.id:
@@ -605,7 +663,7 @@ class Replica:
             raise PeerError(f"view change for view {message.new_view}, far beyond {self.view}")
         if message.replica in self.view_changes.get(message.new_view, {}):
             return
-        self.verifier.view_change(message, self.params.window_size)
+        self.verifier.view_change(message, self.params.window_size, self.epoch_base)
         self.view_changes.setdefault(message.new_view, {})[message.replica] = message
         self._view_change_progress(out)
 
@@ -657,7 +715,9 @@ class Replica:
             del self.view_changes[old]
 
     def _send_new_view(self, view_changes: list[ViewChange], out: Output) -> None:
-        plan = plan_new_view(self.chain_id, self.view, self.keys[self.id], view_changes)
+        plan = plan_new_view(
+            self.chain_id, self.view, self.keys[self.id], view_changes, self.epoch_base
+        )
         pre_prepares = tuple(
             self._sign(PrePrepare(self.view, SeqNo(b.header.height), b.digest, self.id, b""))
             for b in plan.batches
@@ -679,8 +739,10 @@ class Replica:
         for view_change in message.view_changes:
             if view_change.new_view != view:
                 raise PeerError(f"new-view for view {view} holds a view change for another view")
-            self.verifier.view_change(view_change, self.params.window_size)
-        plan = plan_new_view(self.chain_id, view, self.keys[message.replica], message.view_changes)
+            self.verifier.view_change(view_change, self.params.window_size, self.epoch_base)
+        plan = plan_new_view(
+            self.chain_id, view, self.keys[message.replica], message.view_changes, self.epoch_base
+        )
         expected = [(b.header.height, b.digest) for b in plan.batches]
         if [(p.seq, p.digest) for p in message.pre_prepares] != expected:
             raise PeerError(f"new-view for view {view} does not carry the prepared batches")
@@ -717,12 +779,61 @@ class Replica:
         self.pool.restart_timers(self.now_ms)
         self._forward_pending_to_primary(out)
 
+    # ------------------------------------------------------------ validator-set changes
+
+    def _on_epoch_scheduled(self, scheduled: EpochScheduled) -> None:
+        """Execution approved a new validator set for the blocks after `end_height`."""
+        assert scheduled.validators.from_height == scheduled.end_height + 1
+        if self.epoch_end is not None or scheduled.end_height < self.epoch_base:
+            return
+        self.epoch_end = scheduled.end_height
+        self.next_validators = scheduled.validators
+        self.marks["epoch_scheduled"] += 1
+
+    def _maybe_start_epoch(self, out: Output) -> None:
+        """The current set's last block is delivered and certified: hand over to the next."""
+        end = self.epoch_end
+        validators = self.next_validators
+        if end is None or validators is None:
+            return
+        if self.last_delivered < end or self.stable_height < end:
+            return
+        self.epoch_end = None
+        self.next_validators = None
+        self._set_validators(validators, self.epoch + 1)
+        self.view = View(0)
+        self.active = True
+        self.view_change_quorum_seen = False
+        self.view_change_deadline_ms = None
+        self.view_change_timeout_ms = self.params.view_change_timeout_ms
+        for table in (self.slots, self.prepared, self.committed, self.checkpoint_votes):
+            table.clear()
+        self.own_checkpoints.clear()
+        self.view_changes.clear()
+        self.my_view_changes.clear()
+        self.new_view_message = None
+        self.peer_status.clear()
+        self.next_seq = SeqNo(self.last_delivered + 1)
+        self.pool.clear_batches()
+        self.pool.restart_timers(self.now_ms)
+        self.marks["epoch_started"] += 1
+        out.notices.append(EpochStarted(self.epoch, validators, self.member))
+        if self.member:
+            self._forward_pending_to_primary(out)
+
     # ------------------------------------------------------------ catch-up and status
 
     def _on_status(self, status: Status, out: Output) -> None:
-        if status.replica == self.id:
+        if status.epoch != self.epoch:
+            # Another validator set's announcement cannot be checked here; if it is ahead,
+            # this replica is behind an epoch change: ask the validators it knows for blocks.
+            if status.epoch > self.epoch:
+                self._poll_fetch(out)
+            return
+        if status.replica == self.id or not self.member:
             return
         self.verifier.signed(status)
+        self.last_heard_ms = self.now_ms
         self.peer_status[status.replica] = status
         if self.rejoining and self.rejoin_floor is None and len(self.peer_status) > self.f:
             # f + 1 peers, one of them honest, say how far the chain is: every vote this
@@ -734,13 +845,34 @@ class Replica:
         if status.view < self.view:
             self._help_laggard(status.replica, status.view, out)
         if status.executed_height > self.last_delivered:
-            self._fetch_from(status.replica, out)
+            self._fetch_from(self.keys[status.replica], out)
 
-    def _fetch_from(self, peer: ReplicaId, out: Output) -> None:
-        if self.fetching is not None or peer == self.id:
+    def _fetch_from(self, peer: bytes, out: Output) -> None:
+        if self.fetching is not None or peer == self._signer.public_key:
             return
         self.fetching = (peer, self.now_ms + self.params.fetch_timeout_ms)
-        out.fetch.append(Fetch(peer, self.last_delivered + 1))
+        start = self.last_delivered + 1
+        if self.epoch_end is not None and self.last_delivered >= self.epoch_end:
+            start = self.epoch_end  # all blocks are here: only the certificate is missing
+        out.fetch.append(Fetch(peer, start, self.epoch_end))
+
+    def _adopt_certificate_of_own_block(
+        self, certificate: CheckpointCertificate | None, out: Output
+    ) -> bool:
+        """An answer certifying the block this replica already has at its height."""
+        if certificate is None or certificate.checkpoint.height != self.last_delivered:
+            return False
+        if certificate.checkpoint.block_hash != self.last_block_hash:
+            raise PeerError("the certificate is for another block at this replica's height")
+        self._adopt_stable(certificate, out)
+        return True
+
+    def _poll_fetch(self, out: Output) -> None:
+        """Ask the validators in turn for blocks (a follower, or a replica left behind)."""
+        others = [k for k in self.keys if k != self._signer.public_key]
+        if others:
+            self.fetch_rotation += 1
+            self._fetch_from(others[self.fetch_rotation % len(others)], out)
 
     def _on_blocks_fetched(self, fetched: BlocksFetched, out: Output) -> None:
         if self.fetching is None or self.fetching[0] != fetched.peer:
@@ -749,7 +881,12 @@ class Replica:
         certificate = fetched.certificate
         if certificate is not None:
             self.verifier.certificate(certificate)
+        if self._adopt_certificate_of_own_block(certificate, out):
+            return
         start = self.last_delivered + 1
+        last = start + len(fetched.blocks) - 1
+        if self.epoch_end is not None and last > self.epoch_end:
+            raise PeerError(f"blocks past height {self.epoch_end}, where the validator set changes")
         check_fetched_chain(
             self.verifier,
             fetched.blocks,
@@ -775,6 +912,11 @@ class Replica:
         params = self.params
         if self.fetching is not None and now >= self.fetching[1]:
             self.fetching = None
+        if not self.member:
+            if now >= self.next_status_ms:
+                self.next_status_ms = now + params.status_interval_ms
+                self._poll_fetch(out)
+            return
         deadline = self.view_change_deadline_ms
         if not self.active and deadline is not None and now >= deadline:
             self._on_view_change_timeout(out)
@@ -785,8 +927,12 @@ class Replica:
             self._resend(out)
         if now >= self.next_status_ms:
             self.next_status_ms = now + params.status_interval_ms
-            status = Status(self.view, self.executed, self.stable_height, self.id, b"")
+            status = Status(self.epoch, self.view, self.executed, self.stable_height, self.id, b"")
             out.broadcast(self._sign(status))
+            if now - self.last_heard_ms > SILENCE_STATUS_INTERVALS * params.status_interval_ms:
+                # No peer of this validator set is talking to us (they may have moved on to
+                # the next set, or we were cut off): ask them for blocks instead.
+                self._poll_fetch(out)
 
     def _on_view_change_timeout(self, out: Output) -> None:
         if not self.view_change_quorum_seen:
@@ -810,7 +956,7 @@ class Replica:
         if oldest is None or self.now_ms - oldest < self.params.request_timeout_ms:
             return False
         # A replica that is behind sees requests others have ordered long ago: catch up first.
-        behind = self.fetching is not None or any(
+        behind = self.stable_height > self.last_delivered or any(
             s.executed_height > self.last_delivered for s in self.peer_status.values()
         )
         return not behind
@@ -842,10 +988,12 @@ class Replica:
 
     def _in_window(self, seq: int) -> bool:
         """h < n <= H (section 4.2): below is stale, above is refused until the log moves."""
-        if seq <= max(self.stable_height, 0):
+        if seq <= self.low_watermark:
             return False
-        if seq > self.stable_height + self.params.window_size:
-            raise PeerError(f"seq {seq} is outside the window above {self.stable_height}")
+        if self.epoch_end is not None and seq > self.epoch_end:
+            return False  # the next validator set orders it
+        if seq > self.low_watermark + self.params.window_size:
+            raise PeerError(f"seq {seq} is outside the window above {self.low_watermark}")
         return True
 
     def _slot(self, seq: SeqNo) -> Slot:
@@ -855,7 +1003,8 @@ class Replica:
         return slot
 
     def _sign(self, message: S) -> S:
-        signature = self._signer.sign(signing_bytes(self.chain_id, message))
+        assert self.member, "only a validator signs votes"
+        signature = self._signer.sign(signing_bytes(self.chain_id, message, self.epoch))
         return dataclasses.replace(message, signature=signature)
 
     # ------------------------------------------------------------ recovery
@@ -877,6 +1026,4 @@ def _sender(event: Event) -> int | None:
             return message.pre_prepare.replica
         replica = getattr(message, "replica", None)
         return replica if isinstance(replica, int) else None
-    if isinstance(event, BlocksFetched):
-        return event.peer
     return None

@@ -31,12 +31,15 @@ class PeerError(Exception):
 
 
 class Verifier:
-    __slots__ = ("chain_id", "validators", "verify")
+    __slots__ = ("chain_id", "epoch", "validators", "verify")
 
-    def __init__(self, chain_id: str, validators: ValidatorSet, verify: VerifyFn) -> None:
+    def __init__(
+        self, chain_id: str, validators: ValidatorSet, verify: VerifyFn, epoch: int = 0
+    ) -> None:
         self.chain_id = chain_id
         self.validators = validators
         self.verify = verify
+        self.epoch = epoch
 
     def signed(self, message: Signed) -> None:
         """The sender is a member and the signature is theirs."""
@@ -44,7 +47,8 @@ class Verifier:
         if not 0 <= replica < self.validators.n:
             raise PeerError(f"replica {replica} is not a member")
         key = self.validators.validators[replica]
-        if not self.verify(key, message.signature, signing_bytes(self.chain_id, message)):
+        signed = signing_bytes(self.chain_id, message, self.epoch)
+        if not self.verify(key, message.signature, signed):
             raise PeerError(f"bad signature from replica {replica}")
 
     def checkpoint_vote(self, vote: CheckpointVote) -> None:
@@ -86,13 +90,19 @@ class Verifier:
         if len(senders) < self.validators.quorum - 1:
             raise PeerError(f"prepared certificate for seq {seq}: {len(senders)} prepares")
 
-    def view_change(self, message: ViewChange, window_size: int) -> None:
-        """A signed ViewChange whose stable checkpoint and prepared certificates all hold."""
+    def view_change(self, message: ViewChange, window_size: int, base: int = 0) -> None:
+        """A signed ViewChange whose stable checkpoint and prepared certificates all hold.
+
+        `base` is the last height of earlier validator sets: a ViewChange without a
+        stable certificate starts from there.
+        """
         self.signed(message)
-        stable_height = 0
+        stable_height = base
         if message.stable is not None:
             self.certificate(message.stable)
             stable_height = message.stable.checkpoint.height
+            if stable_height <= base:
+                raise PeerError("view change carries a checkpoint of an earlier validator set")
         seen: set[int] = set()
         for certificate in message.prepared:
             seq = certificate.pre_prepare.seq

@@ -25,25 +25,27 @@ VIEW_CHANGES_KEPT = 16
 @dataclass(frozen=True, slots=True)
 class NewViewPlan:
     stable: CheckpointCertificate | None
-    """The certificate of min-s (None: min-s is genesis)."""
+    """The certificate of min-s (None: min-s is the epoch's base)."""
     batches: tuple[Batch, ...]
     """The batches for min-s + 1 ... max-s, in order."""
-
-    @property
-    def min_s(self) -> int:
-        return 0 if self.stable is None else self.stable.checkpoint.height
+    min_s: int
 
 
 def plan_new_view(
-    chain_id: str, view: View, primary_key: bytes, view_changes: Sequence[ViewChange]
+    chain_id: str,
+    view: View,
+    primary_key: bytes,
+    view_changes: Sequence[ViewChange],
+    base: int = 0,
 ) -> NewViewPlan:
+    """`base`: the last height of earlier validator sets (min-s is never below it)."""
     stable: CheckpointCertificate | None = None
     for message in view_changes:
         if message.stable is not None and (
             stable is None or message.stable.checkpoint.height > stable.checkpoint.height
         ):
             stable = message.stable
-    min_s = 0 if stable is None else stable.checkpoint.height
+    min_s = base if stable is None else max(base, stable.checkpoint.height)
     highest: dict[int, PreparedCertificate] = {}
     for message in view_changes:
         for certificate in message.prepared:
@@ -60,4 +62,4 @@ def plan_new_view(
         else null_batch(chain_id, SeqNo(seq), view, primary_key)
         for seq in range(min_s + 1, max_s + 1)
     )
-    return NewViewPlan(stable, batches)
+    return NewViewPlan(stable, batches, min_s)

@@ -129,7 +129,9 @@ class Driver:
             for target, message in output.send:
                 self.transport.send(target, message)
             for fetch in output.fetch:
-                task = asyncio.create_task(self._fetch(fetch.peer, fetch.from_height))
+                task = asyncio.create_task(
+                    self._fetch(fetch.peer, fetch.from_height, fetch.until_height)
+                )
                 self._fetches.add(task)
                 task.add_done_callback(self._fetches.discard)
             self._observe(output)
@@ -182,14 +184,17 @@ class Driver:
             self.metrics.rejected.labels(kind=rejected.kind).inc()
             log.debug("rejected %s from %s: %s", rejected.kind, rejected.sender, rejected.reason)
 
-    async def _fetch(self, peer: int, from_height: int) -> None:
-        data = await self.transport.fetch(peer, f"/peer/v1/blocks?from={from_height}")
-        event: Event = FetchFailed(peer)  # type: ignore[arg-type]
+    async def _fetch(self, peer: bytes, from_height: int, until_height: int | None) -> None:
+        path = f"/peer/v1/blocks?from={from_height}"
+        if until_height is not None:
+            path += f"&until={until_height}"
+        data = await self.transport.fetch(peer, path)
+        event: Event = FetchFailed(peer)
         if data is not None:
             answer = decode_blocks_answer(data)
             if answer is not None:
                 certificate, blocks = answer
-                event = BlocksFetched(peer, certificate, blocks)  # type: ignore[arg-type]
+                event = BlocksFetched(peer, certificate, blocks)
         self.post(event)
 
     async def wait_executed(self, height: int, timeout_s: float) -> bool:

@@ -33,7 +33,7 @@ from aiohttp import web
 from consensus.messages import Message, decode_message, encode_message
 from ledger.encoding import pack, unpack
 from ledger.errors import DecodeError
-from ledger.genesis import Genesis
+from ledger.genesis import Genesis, Institution
 
 log = logging.getLogger("notarychain.transport")
 
@@ -83,14 +83,14 @@ def certificate_common_name(peercert: dict[str, Any] | None) -> str | None:
 class PeerLink:
     """The outbound path to one peer: a bounded queue drained by one sender task."""
 
-    def __init__(
-        self, transport: Transport, replica_id: int, name: str, host: str, port: int
-    ) -> None:
+    def __init__(self, transport: Transport, replica_id: int, institution: Institution) -> None:
+        node = institution.node
         self.transport = transport
         self.replica_id = replica_id
-        self.name = name
-        self.url = f"https://{host}:{port}"
-        self.host = host
+        self.node_key = bytes.fromhex(node.key)
+        self.name = institution.name
+        self.url = f"https://{node.host}:{node.peer_port}"
+        self.host = node.host
         self.queue: deque[bytes] = deque()
         self.queued_bytes = 0
         self.wakeup = asyncio.Event()
@@ -188,8 +188,7 @@ class Transport:
         for index, institution in enumerate(self.genesis.institutions):
             if index == self.replica_id:
                 continue
-            node = institution.node
-            link = PeerLink(self, index, institution.name, node.host, node.peer_port)
+            link = PeerLink(self, index, institution)
             self.links[index] = link
             self._tasks.append(asyncio.create_task(link.run(), name=f"peer-{institution.name}"))
 
@@ -210,9 +209,10 @@ class Transport:
         elif target in self.links:
             self.links[target].enqueue(data)
 
-    async def fetch(self, peer: int, path: str) -> bytes | None:
-        """GET a peer-only resource (catch-up); None if the peer cannot answer."""
-        link = self.links.get(peer)
+    async def fetch(self, peer: bytes, path: str) -> bytes | None:
+        """GET a peer-only resource (catch-up) from the node with this key; None if it
+        cannot answer."""
+        link = next((c for c in self.links.values() if c.node_key == peer), None)
         if link is None or self.session is None:
             return None
         try:

@@ -17,6 +17,9 @@ from consensus.events import CommittedBlock, Executed
 from consensus.messages import Commit, Message, NewView, Prepare, Proposal, ViewChange
 from ledger.keys import VerifyFn
 
+Signer = tuple[int, int]
+"""(key index, epoch): who signed, within one validator set's numbering."""
+
 
 @dataclass(slots=True)
 class Checker:
@@ -25,8 +28,8 @@ class Checker:
     """Client transaction id -> virtual time of first submission."""
     block_hashes: dict[int, bytes] = field(default_factory=dict)
     states: dict[int, tuple[bytes, int, bytes]] = field(default_factory=dict)
-    signed: dict[tuple[int, int, int, int], bytes] = field(default_factory=dict)
-    sent_view: dict[int, int] = field(default_factory=dict)
+    signed: dict[tuple[Signer, int, int, int], bytes] = field(default_factory=dict)
+    sent_view: dict[Signer, int] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
 
     def violate(self, now_ms: int, text: str) -> None:
@@ -50,8 +53,8 @@ class Checker:
         if known != state:
             self.violate(now_ms, f"state: host {host} differs at height {executed.height}")
 
-    def on_sent(self, now_ms: int, replica: int, message: Message) -> None:
-        """An honest replica's signed votes: one per (kind, view, seq), forever."""
+    def on_sent(self, now_ms: int, replica: Signer, message: Message) -> None:
+        """An honest replica's signed votes: one per (epoch, kind, view, seq), forever."""
         match message:
             case Proposal(pre_prepare=p):
                 self._signed_once(now_ms, (replica, 1, p.view, p.seq), p.signature)
@@ -69,18 +72,24 @@ class Checker:
             case _:
                 pass
 
-    def _signed_once(self, now_ms: int, key: tuple[int, int, int, int], signature: bytes) -> None:
+    def _signed_once(
+        self, now_ms: int, key: tuple[Signer, int, int, int], signature: bytes
+    ) -> None:
         known = self.signed.setdefault(key, signature)
         if known != signature:
             kind = ("pre-prepare", "prepare", "commit", "view-change")[key[1] - 1]
-            self.violate(now_ms, f"replica {key[0]} signed two different {kind}s in view {key[2]}")
+            self.violate(
+                now_ms,
+                f"replica {key[0][0]} signed two different {kind}s in view {key[2]}"
+                f" of epoch {key[0][1]}",
+            )
 
-    def _saw_view(self, replica: int, view: int) -> None:
+    def _saw_view(self, replica: Signer, view: int) -> None:
         if view > self.sent_view.get(replica, 0):
             self.sent_view[replica] = view
 
     def on_restart(
-        self, now_ms: int, host: int, replica: int, view: int, records_lost: bool
+        self, now_ms: int, host: int, replica: Signer, view: int, records_lost: bool
     ) -> None:
         # A replica that lost its records may restart in an older view; what must hold
         # then is that it signs nothing conflicting, which `on_sent` checks.

@@ -14,13 +14,14 @@ import hashlib
 from dataclasses import dataclass, field
 from enum import Enum
 
-from consensus.events import CommittedBlock, Executed, PersistItem, Restored
+from consensus.events import CommittedBlock, EpochScheduled, Executed, PersistItem, Restored
 from consensus.fetching import select_fetch_answer
 from consensus.recovery import compact
 from consensus.replica import GENESIS_HASH, Replica
 from ledger.block import tx_leaf
 from ledger.checkpoint import CheckpointCertificate
 from ledger.merkle import MerkleLog
+from ledger.validators import ValidatorSet
 
 
 class Behaviour(Enum):
@@ -75,6 +76,16 @@ class Disk:
     app: AppState = field(default_factory=AppState)
     rejoining: bool = False
     """The records were lost (a restored backup): the replica restarts rejoining."""
+    epoch: int = 0
+    validators: ValidatorSet | None = None
+    scheduled: EpochScheduled | None = None
+    epoch_ends: list[int] = field(default_factory=list)
+
+    def start_epoch(self, epoch: int, validators: ValidatorSet) -> None:
+        """The previous validator set's records can never count again: keep certificates."""
+        self.epoch, self.validators, self.scheduled = epoch, validators, None
+        self.epoch_ends.append(validators.from_height - 1)
+        self.records = [r for r in self.records if isinstance(r, CheckpointCertificate)]
 
     def restored(self) -> Restored:
         height = self.app.executed_height
@@ -84,13 +95,25 @@ class Disk:
             header = self.blocks[height].block.header
             last_hash, last_time = self.blocks[height].block.hash, header.time_ms
         self.records = compact(self.records)
-        return Restored(height, last_hash, last_time, tuple(self.records), self.rejoining)
+        return Restored(
+            height,
+            last_hash,
+            last_time,
+            tuple(self.records),
+            self.rejoining,
+            self.epoch,
+            self.validators,
+            self.scheduled,
+        )
 
     def serve_fetch(
-        self, from_height: int, chunk_max: int
+        self, from_height: int, chunk_max: int, until_height: int | None = None
     ) -> tuple[CheckpointCertificate | None, tuple[CommittedBlock, ...]] | None:
         """Consecutive provable blocks from `from_height` (the node serves by the same rule)."""
-        return select_fetch_answer(self, from_height, chunk_max)
+        ends = [e for e in self.epoch_ends if e >= from_height]
+        if until_height is not None:
+            ends.append(until_height)
+        return select_fetch_answer(self, from_height, chunk_max, min(ends, default=None))
 
     def block(self, height: int) -> CommittedBlock | None:
         return self.blocks.get(height)

@@ -26,6 +26,8 @@ from consensus.events import (
     BlocksFetched,
     CommittedBlock,
     Diverged,
+    EpochScheduled,
+    EpochStarted,
     Event,
     FetchFailed,
     MessageReceived,
@@ -98,6 +100,10 @@ class SimConfig:
     """For scripted runs: when the network heals and liveness starts to count."""
     behaviours: tuple[tuple[int, str], ...] = ()
     """Explicit Byzantine replicas as (replica id, behaviour value); overrides `byzantine`."""
+    reconfigure: tuple[int, tuple[int, ...]] | None = None
+    """(height, members): after executing that height every replica schedules a new
+    validator set, made of these keys (0..nodes-1 are the genesis validators, higher
+    numbers are joiners, which run from the start as followers)."""
 
 
 @dataclass(slots=True)
@@ -147,6 +153,12 @@ class World:
         self.counter = 0
         self.trace = hashlib.sha256(f"{config}".encode())
         self.params = _parameters(root.fork("parameters"))
+        self.reconfigure = config.reconfigure or self._swarm_reconfiguration(
+            root.fork("reconfigure")
+        )
+        if self.reconfigure is not None:
+            # One transaction per block, so the chain reaches the change's height.
+            self.params = dataclasses.replace(self.params, batch_size_max=1)
         self._make_keys(root.fork("keys"))
         self.checker = Checker(self.verify)
         self.marks: Counter[str] = Counter()
@@ -167,8 +179,28 @@ class World:
 
     # ------------------------------------------------------------ setup
 
+    def _swarm_reconfiguration(self, rng: Rng) -> tuple[int, tuple[int, ...]] | None:
+        """In a quarter of the swarm runs without Byzantine replicas, the validator set
+        changes: an institution joins, leaves, or is replaced, from some height on."""
+        config = self.config
+        if config.faults != "swarm" or config.byzantine or config.behaviours:
+            return None
+        if not rng.chance(0.25):
+            return None
+        n = config.nodes
+        members = list(range(n))
+        change = rng.below(3)
+        if change == 0 or n <= 4:
+            members.append(n)
+        if change == 1 and n > 4:
+            members.remove(rng.below(n))
+        if change == 2:
+            members[rng.below(len(members))] = n + 1
+        return rng.between(2, 8), tuple(members)
+
     def _make_keys(self, rng: Rng) -> None:
-        n = self.config.nodes
+        reconfigure = self.reconfigure
+        n = max(self.config.nodes, 1 + max(reconfigure[1], default=0) if reconfigure else 0)
         signers: list[Signer]
         if self.config.real_crypto:
             keys = [PrivateKey.from_seed(rng.bytes(32)) for _ in range(n)]
@@ -185,7 +217,8 @@ class World:
                 {f.public_key: s for f, s in zip(fast, secrets, strict=True)}
             )
         self.signers = signers
-        self.validators = ValidatorSet(0, tuple(s.public_key for s in signers))
+        self.validators = ValidatorSet(0, tuple(s.public_key for s in signers[: self.config.nodes]))
+        self.key_index = {s.public_key: i for i, s in enumerate(signers)}
 
     def _validate_request(self, tx: Transaction) -> str | None:
         if not self.verify(tx.body.sender, tx.signature, tx.body.signing_bytes()):
@@ -199,11 +232,15 @@ class World:
             byzantine[0] = 0  # the first primary: where a Byzantine replica hurts most
         # Twins first: two honest copies in different partitions produce every
         # equivocation and double vote, which is what exposes a weak quorum rule.
-        choices = [Behaviour.TWIN] * 3 + [Behaviour.EQUIVOCATE] * 2 + [
-            Behaviour.FORGE,
-            Behaviour.WRONG_CHECKPOINT,
-            Behaviour.SILENT,
-        ]
+        choices = (
+            [Behaviour.TWIN] * 3
+            + [Behaviour.EQUIVOCATE] * 2
+            + [
+                Behaviour.FORGE,
+                Behaviour.WRONG_CHECKPOINT,
+                Behaviour.SILENT,
+            ]
+        )
         chosen = {r: Behaviour(b) for r, b in self.config.behaviours}
         self.hosts: list[Host] = []
         for replica_id in range(n):
@@ -216,6 +253,8 @@ class World:
             self.hosts.append(Host(len(self.hosts), replica_id, behaviour))
             if behaviour is Behaviour.TWIN:
                 self.hosts.append(Host(len(self.hosts), replica_id, behaviour))
+        for joiner in range(n, len(self.signers)):
+            self.hosts.append(Host(len(self.hosts), joiner, Behaviour.HONEST))
         for host in self.hosts:
             self.marks[f"byzantine_{host.behaviour.value}"] += (
                 host.behaviour is not Behaviour.HONEST
@@ -225,7 +264,9 @@ class World:
         self._split_twins(rng)
 
     def _new_replica(self, host: Host) -> Replica:
-        config = ReplicaConfig(CHAIN_ID, self.validators, ReplicaId(host.replica_id), self.params)
+        member = host.replica_id < self.config.nodes
+        replica_id = ReplicaId(host.replica_id) if member else None
+        config = ReplicaConfig(CHAIN_ID, self.validators, replica_id, self.params)
         restored = host.disk.restored() if host.restarts else None
         return self.config.replica_class(
             config, self.signers[host.replica_id], self.verify, self._validate_request, restored
@@ -267,6 +308,8 @@ class World:
                 self._push(fault.at_ms, SCRIPTED, fault, None)
             self._push(self.heal_at_ms, HEAL, None, None)
         count = rng.between(10, 40)
+        if self.reconfigure is not None:
+            count = self.reconfigure[0] + self.params.window_size + rng.between(10, 30)
         self.transactions: list[Transaction] = []
         self.executed_at: list[set[int]] = []
         last_submit = self.heal_at_ms + 3_000
@@ -386,12 +429,30 @@ class World:
                 wrong = hashlib.sha256(b"wrong" + result.state_root).digest()
                 result = dataclasses.replace(result, state_root=wrong)
             executed.append(result)
+        scheduled = self._epoch_scheduled_by(out.deliver)
+        if scheduled is not None:
+            disk.scheduled = scheduled
         for fetch in out.fetch:
-            self._push(self.now + self._delay(), FETCH, host.index, (fetch.peer, fetch.from_height))
+            request = (fetch.peer, fetch.from_height, fetch.until_height)
+            self._push(self.now + self._delay(), FETCH, host.index, request)
         self._observe(host, out)
         for result in executed:
             self._step(host, result)
+        if scheduled is not None:
+            self._step(host, scheduled)
         self._schedule_tick(host)
+
+    def _epoch_scheduled_by(self, delivered: list[CommittedBlock]) -> EpochScheduled | None:
+        """The simulated governance: executing the chosen height approves a new set."""
+        reconfigure = self.reconfigure
+        if reconfigure is None:
+            return None
+        height, members = reconfigure
+        if not any(c.block.header.height == height for c in delivered):
+            return None
+        end = height + self.params.window_size + 2
+        keys = tuple(self.signers[i].public_key for i in members)
+        return EpochScheduled(end, ValidatorSet(end + 1, keys))
 
     def _observe(self, host: Host, out: Output) -> None:
         for notice in out.notices:
@@ -399,6 +460,9 @@ class World:
                 self.views_installed.add(notice.view)
             elif isinstance(notice, Rejoined):
                 host.disk.rejoining = False
+            elif isinstance(notice, EpochStarted):
+                host.disk.start_epoch(notice.epoch, notice.validators)
+                self.marks["epoch_started_hosts"] += 1
             elif isinstance(notice, Diverged) and host.honest:
                 self.checker.violate(self.now, f"host {host.index} diverged: {notice.reason}")
 
@@ -449,9 +513,9 @@ class World:
             return
         host.restarts += 1
         host.replica = self._new_replica(host)
-        self.checker.on_restart(
-            self.now, index, host.replica_id, host.replica.view, host.disk.rejoining
-        )
+        replica = host.replica
+        identity = (host.replica_id, replica.epoch)
+        self.checker.on_restart(self.now, index, identity, replica.view, host.disk.rejoining)
         self.marks["restart"] += 1
         self._schedule_tick(host)
 
@@ -464,10 +528,13 @@ class World:
         return (src, dst) not in self.blocked and (src, dst) not in self.twin_blocked
 
     def _send(self, host: Host, target: int | None, message: Message) -> None:
+        """Deliver to the sender's validators: `target` indexes its current validator set."""
         if host.behaviour is Behaviour.SILENT:
             return
+        replica = host.replica
+        assert replica is not None
         if host.honest:
-            self.checker.on_sent(self.now, host.replica_id, message)
+            self.checker.on_sent(self.now, (host.replica_id, replica.epoch), message)
         if (
             host.behaviour is Behaviour.EQUIVOCATE
             and target is None
@@ -475,10 +542,10 @@ class World:
         ):
             self._equivocate(host, message)
             return
+        keys = replica.keys if target is None else (replica.keys[target],)
+        wanted = {self.key_index[k] for k in keys}
         for other in self.hosts:
-            if other.replica_id == host.replica_id:
-                continue
-            if target is None or other.replica_id == target:
+            if other.replica_id != host.replica_id and other.replica_id in wanted:
                 self._transmit(host.index, other.index, message)
 
     def _transmit(self, src: int, dst: int, message: Any) -> None:
@@ -505,8 +572,9 @@ class World:
             host.heard.append(message)
         self._step(host, MessageReceived(message))
 
-    def _on_fetch(self, index: int, request: tuple[int, int]) -> None:
-        peer_id, from_height = request
+    def _on_fetch(self, index: int, request: tuple[bytes, int, int | None]) -> None:
+        peer_key, from_height, until_height = request
+        peer_id = self.key_index[peer_key]
         peers = [h for h in self.hosts if h.replica_id == peer_id and h.up]
         if not peers:
             return
@@ -515,17 +583,17 @@ class World:
             return
         if peer.behaviour is Behaviour.SILENT:
             return
-        served = peer.disk.serve_fetch(from_height, FETCH_CHUNK_MAX)
+        served = peer.disk.serve_fetch(from_height, FETCH_CHUNK_MAX, until_height)
         answer: Event
         if served is None:
-            answer = FetchFailed(peer_id)  # type: ignore[arg-type]
+            answer = FetchFailed(peer_key)
         else:
             certificate, blocks = served
             if peer.behaviour is Behaviour.FORGE and blocks[0].block.transactions:
                 tampered = dataclasses.replace(blocks[0].block, transactions=())
                 blocks = (dataclasses.replace(blocks[0], block=tampered), *blocks[1:])
                 self.marks["forged_fetch_answer"] += 1
-            answer = BlocksFetched(peer_id, certificate, blocks)  # type: ignore[arg-type]
+            answer = BlocksFetched(peer_key, certificate, blocks)
         self._push(self.now + 2 * self._delay(), ANSWER, index, answer)
 
     def _on_answer(self, index: int, answer: Event) -> None:
@@ -704,7 +772,9 @@ class World:
         self.marks["equivocating_proposal_sent"] += 1
 
     def _sign(self, host: Host, message: Any) -> Any:
-        signature = self.signers[host.replica_id].sign(signing_bytes(CHAIN_ID, message))
+        epoch = 0 if host.replica is None else host.replica.epoch
+        signing = signing_bytes(CHAIN_ID, message, epoch)
+        signature = self.signers[host.replica_id].sign(signing)
         return dataclasses.replace(message, signature=signature)
 
     def _forge(self, host: Host) -> None:

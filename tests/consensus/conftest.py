@@ -433,13 +433,13 @@ class Cluster:
 
     def _answer(self, index: int, fetch: Fetch) -> Event:
         """A peer's answer to a fetch: its delivered blocks from the height asked for."""
-        peer = fetch.peer
+        peer = self.kit.validators.validators.index(fetch.peer)
         blocks = tuple(
             b for b in self.delivered[peer] if b.block.header.height >= fetch.from_height
         )
         if peer in self.down or not blocks or any(b.certificate is None for b in blocks):
-            return FetchFailed(peer)
-        return BlocksFetched(peer, None, blocks)
+            return FetchFailed(fetch.peer)
+        return BlocksFetched(fetch.peer, None, blocks)
 
     # ------------------------------------------------------------ restarting
 
