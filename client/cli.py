@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from client import commands
+from client import commands, vault_commands
 from client.errors import ClientError
 from ledger import __version__
 
@@ -56,7 +56,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     top = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add(top, "status", commands.status, "show the nodes and the chain", "notarychain status")
-    for group in (_identity, _evidence, _notarize, _certificate, _verify, _accounts, _governance):
+    for group in (
+        _identity,
+        _evidence,
+        _notarize,
+        _certificate,
+        _verify,
+        _accounts,
+        _governance,
+        _vault,
+    ):
         group(top)
     return parser
 
@@ -265,6 +274,103 @@ def _governance(top: Any) -> None:
         "notarychain governance show PROPOSAL_ID",
     )
     show.add_argument("proposal_id")
+
+
+def _vault(top: Any) -> None:
+    group = _group(top, "vault", "encrypted content kept by the consortium, shared by grants")
+    put = _add(
+        group,
+        "put",
+        vault_commands.vault_put,
+        "encrypt a file here and store it on f + 1 or more institutions' nodes "
+        "(registers its evidence if needed; running it again resumes an upload)",
+        "notarychain vault put video.mp4",
+    )
+    put.add_argument("path", type=Path, metavar="PATH")
+    put.add_argument("--replicas", type=int, help="storing institutions (default and least: f + 1)")
+    put.add_argument("--institutions", metavar="A,B", help="the storing institutions, by name")
+    put.add_argument("--title", help="the evidence title (default: the file name)")
+    put.add_argument("--no-progress", action="store_true")
+    get = _add(
+        group,
+        "get",
+        vault_commands.vault_get,
+        "download, check and decrypt stored content (pays the download fee)",
+        "notarychain vault get EVIDENCE_ID --out video.mp4",
+    )
+    get.add_argument("evidence_id", metavar="EVIDENCE_ID")
+    get.add_argument("--out", type=Path, required=True)
+    get.add_argument("--no-progress", action="store_true")
+    _add(
+        group,
+        "key",
+        vault_commands.vault_key,
+        "publish your encryption key, so that owners can grant you access",
+        "notarychain vault key",
+    )
+    grant = _add(
+        group,
+        "grant",
+        vault_commands.vault_grant,
+        "let an identity download your content, optionally until a height or for a time",
+        "notarychain vault grant EVIDENCE_ID --to KEY --expires-height 5000",
+    )
+    grant.add_argument("evidence_id", metavar="EVIDENCE_ID")
+    grant.add_argument("--to", required=True, metavar="KEY", help="the reader's public key")
+    _expiry_arguments(grant)
+    revoke = _add(
+        group,
+        "revoke",
+        vault_commands.vault_revoke,
+        "revoke an identity's grant",
+        "notarychain vault revoke EVIDENCE_ID --to KEY --reason 'contract ended'",
+    )
+    revoke.add_argument("evidence_id", metavar="EVIDENCE_ID")
+    revoke.add_argument("--to", required=True, metavar="KEY", help="the reader's public key")
+    revoke.add_argument("--reason", default="")
+    request = _add(
+        group,
+        "request",
+        vault_commands.vault_request,
+        "ask the owner for access (the download fee is held until the answer)",
+        "notarychain vault request EVIDENCE_ID --reason 'court case 12/2026'",
+    )
+    request.add_argument("evidence_id", metavar="EVIDENCE_ID")
+    request.add_argument("--reason", required=True)
+    requests = _add(
+        group,
+        "requests",
+        vault_commands.vault_requests,
+        "list pending access requests, or answer one",
+        "notarychain vault requests EVIDENCE_ID --answer REQUEST_ID --refuse 'not a party'",
+    )
+    requests.add_argument("evidence_id", metavar="EVIDENCE_ID")
+    requests.add_argument("--answer", metavar="REQUEST_ID")
+    requests.add_argument("--grant", action="store_true", help="grant the request")
+    requests.add_argument("--refuse", metavar="REASON", help="refuse it (the fee is refunded)")
+    _expiry_arguments(requests)
+    delete = _add(
+        group,
+        "delete",
+        vault_commands.vault_delete,
+        "erase the stored content (the evidence record and its proofs stay valid)",
+        "notarychain vault delete EVIDENCE_ID --reason 'erasure request'",
+    )
+    delete.add_argument("evidence_id", metavar="EVIDENCE_ID")
+    delete.add_argument("--reason", default="")
+    show = _add(
+        group,
+        "show",
+        vault_commands.vault_show,
+        "show a vault entry with its grants and full history",
+        "notarychain vault show EVIDENCE_ID",
+    )
+    show.add_argument("evidence_id", metavar="EVIDENCE_ID")
+
+
+def _expiry_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--expires-height", type=int, metavar="H", help="active below height H")
+    parser.add_argument("--expires-in", type=float, metavar="SECONDS", help="active this long")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -235,12 +235,18 @@ class Replica:
                     self._on_epoch_scheduled(event)
         except PeerError as exc:
             out.rejected.append(Rejected(_kind(event), _sender(event), exc.reason))
-        self._maybe_start_epoch(out)
         self._maybe_propose(out)
+        # Last: a step's messages and records all belong to the epoch it began in.
+        self._maybe_start_epoch(out)
         return out
 
     def next_deadline_ms(self) -> int:
         """The clock reading at which the next `Tick` has work to do."""
+        if not self.member:
+            deadlines = [self.next_status_ms]
+            if self.fetching is not None:
+                deadlines.append(self.fetching[1])
+            return min(deadlines)
         deadlines = [self.next_resend_ms, self.next_status_ms]
         if not self.active and self.view_change_deadline_ms is not None:
             deadlines.append(self.view_change_deadline_ms)

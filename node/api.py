@@ -264,6 +264,7 @@ def build_api(node: Node) -> web.Application:
     from node.commits import get_commits  # noqa: PLC0415  (these modules import this one)
     from node.explorer import add_explorer_routes  # noqa: PLC0415
     from node.records import add_record_routes  # noqa: PLC0415
+    from node.vault import add_vault_routes  # noqa: PLC0415
 
     app = web.Application(middlewares=[errors_middleware], client_max_size=2 * 1024 * 1024)
     app[NODE_KEY] = node
@@ -278,5 +279,6 @@ def build_api(node: Node) -> web.Application:
     app.router.add_get("/v1/commits", get_commits)
     app.router.add_get("/metrics", get_metrics)
     add_record_routes(app)
+    add_vault_routes(app)
     add_explorer_routes(app)
     return app

@@ -74,33 +74,37 @@ def check_families(genesis: Genesis) -> None:
 
 
 class Node:
+    def _check_genesis_entry(self, config: NodeConfig) -> int | None:
+        """This node's index among the genesis validators; None for an institution that joins
+        later (it follows the chain until governance makes it a member)."""
+        names = [i.name for i in self.genesis.institutions]
+        if config.institution not in names:
+            log.info("%s is not in the genesis: following the chain", config.institution)
+            return None
+        institution = self.genesis.institution(config.institution)
+        listen = config.listen
+        node = institution.node
+        if (listen.peer_port, listen.api_port) != (node.peer_port, node.api_port):
+            raise StartupError(
+                f"{config.path}: ports {listen.peer_port}/{listen.api_port} differ from the "
+                f"genesis entry {node.peer_port}/{node.api_port}"
+            )
+        if public_key_text(self.key.public_key) != node.key:
+            raise StartupError(
+                f"{config.node_key_path}: not {config.institution}'s node key in the genesis"
+            )
+        return names.index(config.institution)
+
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
         self.genesis = load_genesis_file(config.genesis_path)
         check_families(self.genesis)
-        try:
-            institution = self.genesis.institution(config.institution)
-        except GenesisError as exc:
-            raise StartupError(f"{config.path}: {exc.reason}") from None
-        self.replica_id = self.genesis.replica_id(config.institution)
-        listen = config.listen
-        if (listen.peer_port, listen.api_port) != (
-            institution.node.peer_port,
-            institution.node.api_port,
-        ):
-            raise StartupError(
-                f"{config.path}: ports {listen.peer_port}/{listen.api_port} differ from the "
-                f"genesis entry {institution.node.peer_port}/{institution.node.api_port}"
-            )
         passphrase = passphrase_from_env()
         try:
             self.key: PrivateKey = load_private_key(config.node_key_path, passphrase)
         except KeyFileError as exc:
             raise StartupError(exc.reason) from None
-        if public_key_text(self.key.public_key) != institution.node.key:
-            raise StartupError(
-                f"{config.node_key_path}: not {config.institution}'s node key in the genesis"
-            )
+        self.replica_id = self._check_genesis_entry(config)
         self.tls = TlsFiles(
             config.tls_cert_path, config.tls_key_path, config.ca_cert_path, passphrase
         )
@@ -118,15 +122,15 @@ class Node:
             ReplicaConfig(
                 self.genesis.chain_id,
                 self.genesis.validator_set(),
-                ReplicaId(self.replica_id),
+                None if self.replica_id is None else ReplicaId(self.replica_id),
                 parameters,
             ),
             Ed25519Signer(self.key),
             ed25519_verify,
             make_request_validator(self.genesis.chain_id, self.verified),
-            self.store.restored(),
+            self.store.restored(self.executor.pending_schedule()),
         )
-        self.transport = Transport(self.genesis, self.replica_id, self.tls, self._on_message)
+        self.transport = Transport(self.genesis, config.institution, self.tls, self._on_message)
         self.driver = Driver(replica, self.store, self.executor, self.transport, self.metrics)
         self.reads = ReadPool(self.db_path)
         self.admission = Admission(
@@ -171,27 +175,33 @@ class Node:
             if not waiting:
                 del self.waiters[tx_id]
 
-    def status(self) -> dict[str, Any]:
+    def peers(self) -> list[dict[str, Any]]:
         replica = self.driver.replica
+        index_of = {key: index for index, key in enumerate(replica.keys)}
         peers = []
-        for index, institution in enumerate(self.genesis.institutions):
-            if index == self.replica_id:
-                continue
-            link = self.transport.links.get(index)
-            announced = replica.peer_status.get(ReplicaId(index))
+        for key, link in self.transport.links.items():
+            index = index_of.get(key)
+            announced = None if index is None else replica.peer_status.get(ReplicaId(index))
             peers.append(
                 {
-                    "institution": institution.name,
+                    "institution": link.name,
                     "replica_id": index,
-                    "reachable": bool(link and link.reachable),
+                    "reachable": link.reachable,
                     "height": None if announced is None else announced.executed_height,
                     "view": None if announced is None else announced.view,
                 }
             )
+        return peers
+
+    def status(self) -> dict[str, Any]:
+        replica = self.driver.replica
+        peers = self.peers()
         catch_up = self.driver.catch_up
         return {
             "institution": self.config.institution,
-            "replica_id": self.replica_id,
+            "replica_id": replica.id if replica.member else None,
+            "epoch": replica.epoch,
+            "validator": replica.member,
             "chain_id": self.genesis.chain_id,
             "genesis_hash": self.genesis.genesis_hash,
             "height": self.driver.executed_height,
@@ -209,8 +219,11 @@ class Node:
     def readiness_problems(self) -> list[str]:
         replica = self.driver.replica
         problems = []
-        reachable = 1 + sum(1 for link in self.transport.links.values() if link.reachable)
-        quorum = self.genesis.validator_set().quorum
+        replica_keys = set(replica.keys)
+        reachable = int(replica.member) + sum(
+            1 for k, link in self.transport.links.items() if link.reachable and k in replica_keys
+        )
+        quorum = replica.quorum
         if reachable < quorum:
             problems.append(f"connected to {reachable} of the {quorum} nodes a quorum needs")
         ahead = [
@@ -229,11 +242,10 @@ class Node:
         replica = self.driver.replica
         self.metrics.mempool.set(len(replica.pool))
         own = self.driver.executed_height
-        for index, link in self.transport.links.items():
-            self.metrics.peer_reachable.labels(peer=link.name).set(1 if link.reachable else 0)
-            announced = replica.peer_status.get(ReplicaId(index))
-            if announced is not None:
-                self.metrics.peer_lag.labels(peer=link.name).set(own - announced.executed_height)
+        for peer in self.peers():
+            self.metrics.peer_reachable.labels(peer=peer["institution"]).set(peer["reachable"])
+            if peer["height"] is not None:
+                self.metrics.peer_lag.labels(peer=peer["institution"]).set(own - peer["height"])
         size = sum(p.stat().st_size for p in self.db_path.parent.glob("chain.db*") if p.exists())
         self.metrics.storage_bytes.set(size)
 
@@ -243,9 +255,11 @@ class Node:
         self.transport.authenticate(request)
         try:
             from_height = int(request.query["from"])
+            until = request.query.get("until")
+            until_height = None if until is None else int(until)
         except (KeyError, ValueError):
-            raise web.HTTPBadRequest(text="from=HEIGHT is required") from None
-        data = await self.reads.run(lambda reader: serve_blocks(reader, from_height))
+            raise web.HTTPBadRequest(text="from=HEIGHT (and optionally until=HEIGHT)") from None
+        data = await self.reads.run(lambda reader: serve_blocks(reader, from_height, until_height))
         if data is None:
             raise web.HTTPNotFound(text="no provable blocks from that height")
         return web.Response(body=data, content_type="application/msgpack")
@@ -265,10 +279,10 @@ class Node:
             await peer_runner.cleanup()
             await api_runner.cleanup()
             raise StartupError(f"cannot listen on {listen.host}: {exc.strerror}") from None
-        await self.transport.start()
+        await self.transport.start(self.executor.members().members)
         driver = asyncio.create_task(self.driver.run(), name="driver")
         log.info(
-            "node %s (replica %d) running: api http://%s:%d, peers https://%s:%d, height %d",
+            "node %s (genesis index %s) running: api http://%s:%d, peers https://%s:%d, height %d",
             self.config.institution,
             self.replica_id,
             listen.host,

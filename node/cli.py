@@ -21,7 +21,13 @@ from node.bench import BenchOptions, print_summary, run_bench
 from node.config import ConfigError, load_node_config
 from node.families import code_hashes
 from node.logs import configure
-from node.material import InstitutionSpec, MaterialError, create_consortium
+from node.material import (
+    InstitutionSpec,
+    MaterialError,
+    add_institution,
+    create_consortium,
+    passphrase_from_env,
+)
 from node.storage import StorageError, backup, restore
 from node.up import UpError, run_up
 
@@ -100,6 +106,26 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--base-port", type=int, default=7100, help="first API port (default 7100)")
     up.add_argument("--log-format", choices=("json", "text"), default="text")
 
+    add = commands.add_parser(
+        "add-institution",
+        help="create the material for an institution joining the consortium",
+        description=(
+            "Create keys, a CA-signed TLS certificate and node.toml for a new institution in the "
+            "consortium folder (it needs ca.key), and DIR/NAME/member.json for the governance "
+            "proposal that adds it. Start its node at once: it follows the chain, and becomes a "
+            "validator at the height the approved proposal names."
+        ),
+        epilog=(
+            "example: notarychain-node add-institution --consortium consortium "
+            "--institution court:observer --api-port 7104 --peer-port 7204"
+        ),
+    )
+    add.add_argument("--consortium", type=Path, required=True)
+    add.add_argument("--institution", type=_institution, required=True, metavar="NAME:ROLE")
+    add.add_argument("--host", default="127.0.0.1")
+    add.add_argument("--api-port", type=int, required=True)
+    add.add_argument("--peer-port", type=int, required=True)
+
     backup = commands.add_parser(
         "backup",
         help="copy a node's database consistently, while it runs",
@@ -161,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _bench(args)
         if args.command in ("backup", "restore"):
             return _backup_or_restore(args)
+        if args.command == "add-institution":
+            return _add_institution(args)
     except KeyboardInterrupt:
         return 130
     return EXIT_USAGE
@@ -248,4 +276,24 @@ def _backup_or_restore(args: argparse.Namespace) -> int:
             print(f"restored height {head.height} into {database}; start the node to catch up")
     except (ConfigError, StorageError, StartupError, OSError) as exc:
         return _fail(str(exc))
+    return 0
+
+
+def _add_institution(args: argparse.Namespace) -> int:
+    name, role = args.institution
+    for port in (args.api_port, args.peer_port):
+        if not 1 <= port <= 65535:
+            return _fail(f"port {port} is out of range")
+    spec = InstitutionSpec(name, role, args.host, args.peer_port, args.api_port)
+    try:
+        directory, _ = add_institution(args.consortium, spec, passphrase_from_env())
+    except (MaterialError, LedgerError, OSError) as exc:
+        return _fail(str(exc))
+    print(f"created {directory}")
+    config = directory / "node.toml"
+    print(f"  run its node now (it follows the chain): notarychain-node run --config {config}")
+    print(
+        "  then an administrator proposes it: notarychain --as ADMIN governance propose "
+        f"--add-institution {directory / 'member.json'} --at HEIGHT"
+    )
     return 0

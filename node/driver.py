@@ -21,6 +21,7 @@ from consensus.events import (
     BlocksFetched,
     CatchUp,
     Diverged,
+    EpochStarted,
     Event,
     Executed,
     FetchFailed,
@@ -74,6 +75,8 @@ class Driver:
         self._fetches: set[asyncio.Task[None]] = set()
         self.rejoined = False
         self.compaction_due = False
+        self.sends: list[tuple[bytes | None, Message]] = []
+        self.started_epoch: EpochStarted | None = None
 
     async def in_storage_thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.io, fn, *args)
@@ -99,11 +102,22 @@ class Driver:
             events = await self._next_events()
             output = Output()
             for event in events:
-                _merge(output, self.replica.step(event, now_ms()))
+                self._step(event, output)
             await self._carry_out(output)
 
+    def _step(self, event: Event, into: Output) -> None:
+        """Step the replica; its targets (indices in its validator set) become node keys now,
+        since the set may change at the end of this very step."""
+        keys = self.replica.keys
+        out = self.replica.step(event, now_ms())
+        for target, message in out.send:
+            self.sends.append((None if target is None else keys[target], message))
+        out.send = []
+        _merge(into, out)
+
     async def _next_events(self) -> list[Event]:
-        wait_s = max(0.0, (self.replica.next_deadline_ms() - now_ms()) / 1000)
+        # At least a millisecond: a deadline already past must not starve the event loop.
+        wait_s = max(0.001, (self.replica.next_deadline_ms() - now_ms()) / 1000)
         try:
             first = await asyncio.wait_for(self.queue.get(), timeout=wait_s)
         except TimeoutError:
@@ -126,7 +140,10 @@ class Driver:
                 # Records below the stable checkpoint are no longer needed by a restart.
                 self.compaction_due = False
                 await self.in_storage_thread(self.store.compact_records)
-            for target, message in output.send:
+            if self.started_epoch is not None:
+                await self._start_epoch(self.started_epoch)
+            sends, self.sends = self.sends, []
+            for target, message in sends:
                 self.transport.send(target, message)
             for fetch in output.fetch:
                 task = asyncio.create_task(
@@ -141,7 +158,15 @@ class Driver:
             await self._announce(output)
             output = Output()
             for executed in results:
-                _merge(output, self.replica.step(executed, now_ms()))
+                self._step(executed, output)
+            schedules, self.executor.epoch_schedules = self.executor.epoch_schedules, []
+            for scheduled in schedules:
+                log.info(
+                    "validator set changes after height %d: %d validators",
+                    scheduled.end_height,
+                    scheduled.validators.n,
+                )
+                self._step(scheduled, output)
 
     def _execute_all(self, delivered: list[Any]) -> list[Executed]:
         return [self.executor.execute(committed) for committed in delivered]
@@ -174,15 +199,32 @@ class Driver:
                         "state diverged at height %d: %s; this node stopped signing", height, reason
                     )
                     self.metrics.diverged.set(1)
+                case EpochStarted():
+                    self.started_epoch = notice
                 case Rejoined(stable_height=height):
                     log.info("rejoined at stable height %d: voting again", height)
                     self.rejoined = True
                 case CatchUp(peer=peer, from_height=start, to_height=end):
                     self.catch_up = (start, end)
-                    log.info("caught up blocks %d..%d from replica %d", start, end, peer)
+                    log.info("caught up blocks %d..%d from %s", start, end, peer.hex()[:16])
         for rejected in output.rejected:
             self.metrics.rejected.labels(kind=rejected.kind).inc()
             log.debug("rejected %s from %s: %s", rejected.kind, rejected.sender, rejected.reason)
+
+    async def _start_epoch(self, started: EpochStarted) -> None:
+        """Remember the new validator set and talk to the consortium as it now is."""
+        self.started_epoch = None
+        await self.in_storage_thread(self.store.start_epoch, started.epoch, started.validators)
+        members = await self.in_storage_thread(self.executor.members)
+        self.transport.set_peers(members.members)
+        role = "a validator" if started.member else "following, not a validator"
+        log.info(
+            "epoch %d: %d validators from height %d; this node is %s",
+            started.epoch,
+            started.validators.n,
+            started.validators.from_height,
+            role,
+        )
 
     async def _fetch(self, peer: bytes, from_height: int, until_height: int | None) -> None:
         path = f"/peer/v1/blocks?from={from_height}"

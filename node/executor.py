@@ -15,24 +15,36 @@ Runs on the storage thread only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
-from consensus.events import CommittedBlock, Executed
+from consensus.events import CommittedBlock, EpochScheduled, Executed
 from ledger.block import tx_leaf
-from ledger.encoding import encode
+from ledger.encoding import decode, encode
 from ledger.families import Refusal
 from ledger.families.fees import SCHEDULE_KEY, Account, FeeEntry, Schedule, account_key
-from ledger.families.governance import INSTITUTIONS_KEY, Member, Members
+from ledger.families.governance import (
+    INSTITUTIONS_KEY,
+    PROPOSALS_KEY,
+    ChangeKind,
+    Member,
+    Members,
+    OpenProposals,
+    Proposal,
+    ProposalState,
+    proposal_key,
+)
 from ledger.families.identity import Identity, Role, identity_key
 from ledger.genesis import Genesis
 from ledger.merkle import EMPTY_ROOT, MerkleLog
 from ledger.smt import EMPTY as SMT_EMPTY
 from ledger.smt import SmtNode, SparseMerkleTree, decode_node, encode_node
+from ledger.validators import ValidatorSet
 from node.families.base import Context, Family, Refused
-from node.families.governance import apply_due_changes
+from node.families.governance import apply_due_changes, apply_membership_change
 from node.storage import BlockWrite, Head, Store, TxEntry
 
 OK = "ok"
+PROPOSAL_PREFIX = proposal_key(b"")
 STATE_CACHE_MAX = 100_000
 
 
@@ -113,6 +125,12 @@ class Executor:
         self.state_cache: dict[bytes, bytes | None] = {}
         self.membership_changes: list[tuple[int, Members]] = []
         """(height, members) for each validator-set change executed (read by the driver)."""
+        self.epoch_schedules: list[EpochScheduled] = []
+        """Validator-set changes approved by executed blocks, for the replica (the driver
+        takes them)."""
+        self.after_block: list[Callable[[int, Mapping[bytes, bytes]], None]] = []
+        """Observers of (height, state writes) once a block is stored, for side effects
+        outside the state (the vault drops erased ciphertext); they must not write state."""
         if self.head.height == 0 and not self.head.log_root:
             self._write_genesis_state()
 
@@ -197,6 +215,11 @@ class Executor:
         self.smt_store.pending = []
         self.state_cache.update(writes)
         self.head = head
+        scheduled = self._membership_approved(writes, header.height)
+        if scheduled is not None:
+            self.epoch_schedules.append(scheduled)
+        for observe in self.after_block:
+            observe(header.height, writes)
         return Executed(header.height, state_root, self.log.size, log_root)
 
     def _apply(self, ctx: Context) -> tuple[str, bytes]:
@@ -212,6 +235,53 @@ class Executor:
         except Refused as refused:
             return _refusal(refused.code, refused.reason)
         return OK, outcome.result
+
+    def _membership_approved(
+        self, writes: dict[bytes, bytes], height: int
+    ) -> EpochScheduled | None:
+        for key, value in writes.items():
+            if not key.startswith(PROPOSAL_PREFIX):
+                continue
+            proposal = decode(Proposal, value)
+            if proposal.state is ProposalState.APPROVED and proposal.decided_height == height:
+                scheduled = self._schedule_for(proposal)
+                if scheduled is not None:
+                    return scheduled
+        return None
+
+    def _schedule_for(self, proposal: Proposal) -> EpochScheduled | None:
+        if proposal.change.kind is ChangeKind.SET_FEE:
+            return None
+        data = self._read(INSTITUTIONS_KEY)
+        assert data is not None, "the genesis writes the members"
+        end = proposal.effective_height
+        members = apply_membership_change(decode(Members, data), proposal.change, end)
+        keys = tuple(m.node_key for m in members.members)
+        return EpochScheduled(end, ValidatorSet(end + 1, keys))
+
+    def members(self) -> Members:
+        data = self._read(INSTITUTIONS_KEY)
+        assert data is not None, "the genesis writes the members"
+        return decode(Members, data)
+
+    def pending_schedule(self) -> EpochScheduled | None:
+        """After a restart: an approved change of the consortium not yet in force."""
+        data = self._read(PROPOSALS_KEY)
+        if data is None:
+            return None
+        for proposal_id in decode(OpenProposals, data).ids:
+            value = self._read(proposal_key(proposal_id))
+            if value is None:
+                continue
+            proposal = decode(Proposal, value)
+            if (
+                proposal.state is ProposalState.APPROVED
+                and proposal.effective_height >= self.head.height
+            ):
+                scheduled = self._schedule_for(proposal)
+                if scheduled is not None:
+                    return scheduled
+        return None
 
     def _executed_before(self, tx_ids: list[bytes]) -> set[bytes]:
         """Which of these ids the chain executed before (one query per 500 ids)."""

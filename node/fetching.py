@@ -37,8 +37,14 @@ class ReaderBlockSource:
         return self.reader.certificate_at_or_after(height)
 
 
-def serve_blocks(reader: Reader, from_height: int) -> bytes | None:
-    answer = select_fetch_answer(ReaderBlockSource(reader), from_height, FETCH_CHUNK_MAX)
+def serve_blocks(reader: Reader, from_height: int, until_height: int | None) -> bytes | None:
+    """An answer never crosses the end of an epoch: the blocks after it are certified by
+    another validator set, which the asker may not know yet."""
+    ends = [start - 1 for _, start, _ in reader.epoch_starts() if start - 1 >= from_height]
+    if until_height is not None:
+        ends.append(until_height)
+    until = min(ends, default=None)
+    answer = select_fetch_answer(ReaderBlockSource(reader), from_height, FETCH_CHUNK_MAX, until)
     if answer is None:
         return None
     certificate, blocks = answer

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -212,3 +213,48 @@ def create_consortium(
             out / spec.name / "node.toml", spec.name, spec.host, spec.peer_port, spec.api_port
         )
     return genesis
+
+
+def add_institution(
+    out: Path, spec: InstitutionSpec, ca_passphrase: bytes | None = None
+) -> tuple[Path, dict[str, object]]:
+    """Material for an institution joining an existing consortium (the CA signs its TLS
+    certificate); returns its directory and the member description governance needs."""
+    genesis_path = out / "genesis.json"
+    try:
+        genesis = Genesis.model_validate_json(genesis_path.read_bytes())
+        ca_certificate = x509.load_pem_x509_certificate((out / "ca.crt").read_bytes())
+        ca_key = serialization.load_pem_private_key((out / "ca.key").read_bytes(), ca_passphrase)
+    except FileNotFoundError as exc:
+        raise MaterialError(
+            f"{exc.filename}: not found (run this in the consortium's folder)"
+        ) from None
+    except (ValueError, TypeError):
+        raise MaterialError(f"{out}: the CA key cannot be read (wrong passphrase?)") from None
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise MaterialError(f"{out}/ca.key: not the consortium CA's key")
+    if spec.name in {i.name for i in genesis.institutions}:
+        raise MaterialError(f"{spec.name} is already in the genesis")
+    directory = out / spec.name
+    if directory.exists():
+        raise MaterialError(f"{directory}: already exists")
+    directory.mkdir()
+    passphrase = passphrase_from_env()
+    node_key, admin_key = PrivateKey.generate(), PrivateKey.generate()
+    save_private_key(directory / "node.key", node_key, passphrase)
+    save_private_key(directory / "admin.key", admin_key, passphrase)
+    tls_key, tls_certificate = make_node_certificate(ca_key, ca_certificate, spec.name, spec.host)
+    (directory / "tls.crt").write_bytes(tls_certificate.public_bytes(serialization.Encoding.PEM))
+    _write_secret(directory / "tls.key", _ec_key_pem(tls_key, passphrase))
+    write_node_config(directory / "node.toml", spec.name, spec.host, spec.peer_port, spec.api_port)
+    member: dict[str, object] = {
+        "name": spec.name,
+        "role": spec.role,
+        "admin_key": public_key_text(admin_key.public_key),
+        "node_key": public_key_text(node_key.public_key),
+        "host": spec.host,
+        "peer_port": spec.peer_port,
+        "api_port": spec.api_port,
+    }
+    (directory / "member.json").write_text(json.dumps(member, indent=2) + "\n")
+    return directory, member

@@ -8,9 +8,10 @@ never against the node's newer, uncertified state. Runs on reader threads.
 from __future__ import annotations
 
 from ledger.checkpoint import CheckpointCertificate
+from ledger.families.governance import INSTITUTIONS_KEY
 from ledger.genesis import Genesis
 from ledger.merkle import MerkleLog
-from ledger.proofs import LogProof, ProofBundle, StateProof
+from ledger.proofs import LogProof, ProofBundle, StateProof, ValidatorSetChange
 from ledger.smt import SmtNode, SparseMerkleTree, decode_node, key_path
 from node.storage import Reader
 
@@ -76,6 +77,21 @@ def latest_certificate(reader: Reader, at_least: int = 0) -> CheckpointCertifica
     return certificate
 
 
+def validator_set_changes(reader: Reader, height: int) -> tuple[ValidatorSetChange, ...]:
+    """From the genesis set to the one that signed at `height`: each change proven by the
+    previous set's certificate of the change's last block and the members in its state."""
+    changes = []
+    for _, start, _ in reader.epoch_starts():
+        end = start - 1
+        if end >= height:
+            break
+        found = reader.certificates(end, end).get(end)
+        if found is None:
+            raise NotYetProvable(f"this node lacks the certificate of height {end}")
+        changes.append(ValidatorSetChange(found, state_proof(reader, found, INSTITUTIONS_KEY)))
+    return tuple(changes)
+
+
 def build_bundle(
     reader: Reader,
     genesis: Genesis,
@@ -88,7 +104,7 @@ def build_bundle(
         chain_id=genesis.chain_id,
         genesis_hash=bytes.fromhex(genesis.genesis_hash),
         certificate=certificate,
-        validator_set_changes=(),
+        validator_set_changes=validator_set_changes(reader, certificate.checkpoint.height),
         state=tuple(state_proof(reader, certificate, key) for key in state_keys),
         log=tuple(log_proof(reader, certificate, tx_id) for tx_id in tx_ids),
     )

@@ -24,12 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from consensus.events import CommitRecord, CommittedBlock, PersistItem, Restored
+from consensus.events import CommitRecord, CommittedBlock, EpochScheduled, PersistItem, Restored
 from consensus.messages import CheckpointVote, NewView, Prepare, Proposal, ViewChange
 from consensus.recovery import compact, record_seq
 from consensus.replica import GENESIS_HASH
 from ledger.checkpoint import CheckpointCertificate
 from ledger.encoding import decode, encode
+from ledger.validators import ValidatorSet
 
 SCHEMA_VERSION: Final = 1
 
@@ -61,6 +62,8 @@ CREATE TABLE IF NOT EXISTS log_nodes (
 CREATE TABLE IF NOT EXISTS state (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS smt_nodes (hash BLOB PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS state_values (hash BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS epochs (
+    epoch INTEGER PRIMARY KEY, start_height INTEGER NOT NULL, validators BLOB NOT NULL);
 """
 
 
@@ -186,13 +189,40 @@ class Store:
             self.db.execute("DELETE FROM records")
             self.db.executemany("INSERT INTO records (kind, seq, data) VALUES (?, ?, ?)", rows)
 
-    def restored(self) -> Restored:
+    def restored(self, scheduled: EpochScheduled | None = None) -> Restored:
         self.compact_records()
         head = self.head()
         rejoining = self._meta("rejoining") is not None
+        epoch, validators = self.current_epoch()
         return Restored(
-            head.height, head.block_hash, head.time_ms, tuple(self.records()), rejoining
+            head.height,
+            head.block_hash,
+            head.time_ms,
+            tuple(self.records()),
+            rejoining,
+            epoch,
+            validators,
+            scheduled,
         )
+
+    def current_epoch(self) -> tuple[int, ValidatorSet | None]:
+        row = self.db.execute(
+            "SELECT epoch, validators FROM epochs ORDER BY epoch DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return 0, None
+        return int(row[0]), decode(ValidatorSet, bytes(row[1]))
+
+    def start_epoch(self, epoch: int, validators: ValidatorSet) -> None:
+        """A new validator set: remember it; the previous set's records can never count again
+        (their votes are signed for their epoch), so only certificates are kept."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO epochs (epoch, start_height, validators) VALUES (?, ?, ?)",
+                (epoch, validators.from_height, encode(validators)),
+            )
+            kept = _RECORD_KINDS[CheckpointCertificate]
+            db.execute("DELETE FROM records WHERE kind != ?", (kept,))
 
     def clear_rejoining(self) -> None:
         with self.transaction() as db:
@@ -292,6 +322,11 @@ class Reader:
             "SELECT height, data FROM certificates WHERE height BETWEEN ? AND ?", start, end
         )
         return {height: decode(CheckpointCertificate, bytes(data)) for height, data in rows}
+
+    def epoch_starts(self) -> list[tuple[int, int, ValidatorSet]]:
+        """(epoch, first height, validators) of every validator set after the genesis one."""
+        rows = self.all("SELECT epoch, start_height, validators FROM epochs ORDER BY epoch")
+        return [(int(e), int(h), decode(ValidatorSet, bytes(v))) for e, h, v in rows]
 
     def certificate_at_or_after(self, height: int) -> CheckpointCertificate | None:
         row = self.one(

@@ -22,7 +22,7 @@ import contextlib
 import logging
 import ssl
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -33,7 +33,8 @@ from aiohttp import web
 from consensus.messages import Message, decode_message, encode_message
 from ledger.encoding import pack, unpack
 from ledger.errors import DecodeError
-from ledger.genesis import Genesis, Institution
+from ledger.families.governance import Member
+from ledger.genesis import Genesis
 
 log = logging.getLogger("notarychain.transport")
 
@@ -83,14 +84,12 @@ def certificate_common_name(peercert: dict[str, Any] | None) -> str | None:
 class PeerLink:
     """The outbound path to one peer: a bounded queue drained by one sender task."""
 
-    def __init__(self, transport: Transport, replica_id: int, institution: Institution) -> None:
-        node = institution.node
+    def __init__(self, transport: Transport, member: Member) -> None:
         self.transport = transport
-        self.replica_id = replica_id
-        self.node_key = bytes.fromhex(node.key)
-        self.name = institution.name
-        self.url = f"https://{node.host}:{node.peer_port}"
-        self.host = node.host
+        self.node_key = member.node_key
+        self.name = member.name
+        self.url = f"https://{member.host}:{member.peer_port}"
+        self.host = member.host
         self.queue: deque[bytes] = deque()
         self.queued_bytes = 0
         self.wakeup = asyncio.Event()
@@ -155,53 +154,68 @@ class PeerLink:
 
 
 class Transport:
-    """Sends to and receives from the other institutions' nodes."""
+    """Sends to and receives from the other institutions' nodes.
+
+    The peers are the consortium's current members (the genesis ones, then as
+    governance changes them); links are keyed by node key. Any certificate of
+    the consortium's CA may connect (a joining institution fetches blocks before
+    it is a member); consensus messages still count only with a validator's
+    signature, which the replica checks.
+    """
 
     def __init__(
         self,
         genesis: Genesis,
-        replica_id: int,
+        name: str,
         tls: TlsFiles,
         on_message: Callable[[Message], None],
     ) -> None:
         self.genesis = genesis
-        self.replica_id = replica_id
+        self.name = name
         self.tls = tls
         self.on_message = on_message
         self.genesis_hash = genesis.genesis_hash
-        self.members = {i.name: index for index, i in enumerate(genesis.institutions)}
         self.headers = {
             GENESIS_HEADER: self.genesis_hash,
-            SENDER_HEADER: str(replica_id),
+            SENDER_HEADER: name,
             "Content-Type": "application/msgpack",
         }
         self.session: aiohttp.ClientSession | None = None
-        self.links: dict[int, PeerLink] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self.links: dict[bytes, PeerLink] = {}
+        self._tasks: dict[bytes, asyncio.Task[None]] = {}
         self.refused = 0
 
-    async def start(self) -> None:
+    async def start(self, members: Sequence[Member]) -> None:
         connector = aiohttp.TCPConnector(ssl=client_context(self.tls), limit_per_host=2)
         self.session = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
         )
-        for index, institution in enumerate(self.genesis.institutions):
-            if index == self.replica_id:
-                continue
-            link = PeerLink(self, index, institution)
-            self.links[index] = link
-            self._tasks.append(asyncio.create_task(link.run(), name=f"peer-{institution.name}"))
+        self.set_peers(members)
+
+    def set_peers(self, members: Sequence[Member]) -> None:
+        """Links to these members (the consortium changed): new ones opened, gone ones closed."""
+        wanted = {m.node_key: m for m in members if m.name != self.name}
+        for key in [k for k in self.links if k not in wanted]:
+            self._tasks.pop(key).cancel()
+            del self.links[key]
+        for key, member in wanted.items():
+            if key not in self.links:
+                link = PeerLink(self, member)
+                self.links[key] = link
+                self._tasks[key] = asyncio.create_task(link.run(), name=f"peer-{member.name}")
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks = list(self._tasks.values())
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self.session is not None:
             await self.session.close()
 
-    def send(self, target: int | None, message: Message) -> None:
+    def send(self, target: bytes | None, message: Message) -> None:
+        """To one peer by node key, or (None) to every peer."""
         data = encode_message(message)
         if target is None:
             for link in self.links.values():
@@ -212,7 +226,7 @@ class Transport:
     async def fetch(self, peer: bytes, path: str) -> bytes | None:
         """GET a peer-only resource (catch-up) from the node with this key; None if it
         cannot answer."""
-        link = next((c for c in self.links.values() if c.node_key == peer), None)
+        link = self.links.get(peer)
         if link is None or self.session is None:
             return None
         try:
@@ -227,11 +241,11 @@ class Transport:
 
     # ------------------------------------------------------------ server side
 
-    def authenticate(self, request: web.Request) -> int:
-        """The sending replica, or an HTTP error saying why it is refused."""
+    def authenticate(self, request: web.Request) -> str:
+        """The sending institution (its certificate is from our CA, or TLS refused it)."""
         peercert = request.transport.get_extra_info("peercert") if request.transport else None
         name = certificate_common_name(peercert)
-        if name is None or name not in self.members:
+        if name is None:
             self.refused += 1
             raise web.HTTPForbidden(text="not a member of this consortium")
         if request.headers.get(GENESIS_HEADER) != self.genesis_hash:
@@ -239,11 +253,10 @@ class Transport:
             raise web.HTTPConflict(
                 text=f"genesis mismatch: this node runs genesis {self.genesis_hash}"
             )
-        sender = self.members[name]
-        if request.headers.get(SENDER_HEADER) != str(sender):
+        if request.headers.get(SENDER_HEADER) != name:
             self.refused += 1
             raise web.HTTPForbidden(text="sender header does not match the certificate")
-        return sender
+        return name
 
     async def handle_messages(self, request: web.Request) -> web.Response:
         self.authenticate(request)

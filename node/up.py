@@ -23,6 +23,7 @@ from types import FrameType
 from typing import Any, Final
 
 from ledger.families.fees import APPLY_FEE
+from ledger.families.vault import DOWNLOAD_FEE, STORE_FEE
 from ledger.genesis import Genesis, GenesisIdentity, parse_genesis
 from ledger.keyfile import save_private_key
 from ledger.keys import PrivateKey, public_key_text
@@ -32,6 +33,8 @@ from node.material import InstitutionSpec, MaterialError, create_consortium, pas
 READY_TIMEOUT_S: Final = 60.0
 DEV_BALANCE: Final = 10_000
 DEV_APPLY_FEE: Final = 100
+DEV_VAULT_STORE_PER_MIB: Final = 1
+DEV_VAULT_DOWNLOAD: Final = 5
 STOP_TIMEOUT_S: Final = 15.0
 
 
@@ -80,7 +83,11 @@ def create_local(data: Path, nodes: int, base_port: int) -> Genesis:
             chain_id=f"notarychain-local-{int(time.time())}",
             families=code_hashes(),
             identities=identities,
-            fees={APPLY_FEE: DEV_APPLY_FEE},
+            fees={
+                APPLY_FEE: DEV_APPLY_FEE,
+                STORE_FEE: DEV_VAULT_STORE_PER_MIB,
+                DOWNLOAD_FEE: DEV_VAULT_DOWNLOAD,
+            },
         )
     except MaterialError as exc:
         raise UpError(str(exc)) from None

@@ -18,10 +18,11 @@ from node.families.fees import FeesFamily
 from node.families.governance import GovernanceFamily
 from node.families.identity import IdentityFamily
 from node.families.notarization import NotarizationFamily
+from node.families.vault import VaultFamily
 
 _HERE = Path(__file__).parent
 
-FAMILY_MODULES = ("identity", "evidence", "notarization", "fees", "governance")
+FAMILY_MODULES = ("identity", "evidence", "notarization", "fees", "governance", "vault")
 
 
 def code_hash(name: str) -> str:
@@ -37,11 +38,13 @@ def code_hashes() -> dict[str, str]:
 
 def instantiate(genesis: Genesis) -> dict[str, Family]:
     # A validator-set change must wait until every batch of the old set has drained.
-    membership_delay = 2 * genesis.consensus.window_size + 1
+    window = genesis.consensus.window_size
+    membership_delay = 2 * window + 1
     return {
         "identity": IdentityFamily(),
         "evidence": EvidenceFamily(),
         "notarization": NotarizationFamily(),
         "fees": FeesFamily(),
-        "governance": GovernanceFamily(membership_delay),
+        "governance": GovernanceFamily(membership_delay, approval_margin=window + 1),
+        "vault": VaultFamily(),
     }

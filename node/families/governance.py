@@ -39,6 +39,15 @@ def _members(ctx: Context) -> Members:
     return members
 
 
+def _membership_pending(ctx: Context) -> bool:
+    open_ids = ctx.get_model(OpenProposals, PROPOSALS_KEY) or OpenProposals(())
+    for proposal_id in open_ids.ids:
+        proposal = ctx.get_model(Proposal, proposal_key(proposal_id))
+        if proposal is not None and proposal.change.kind is not ChangeKind.SET_FEE:
+            return True
+    return False
+
+
 def _check_change(change: Change, members: Members) -> None:
     names = {m.name for m in members.members}
     match change.kind:
@@ -71,15 +80,24 @@ class GovernanceFamily(TableFamily):
     name = FAMILY
     membership_delay = EFFECTIVE_DELAY_MIN
 
-    def __init__(self, membership_delay: int = EFFECTIVE_DELAY_MIN) -> None:
-        # A validator-set change must leave the consensus window room to drain.
-        self.membership_delay = max(membership_delay, EFFECTIVE_DELAY_MIN)
+    def __init__(
+        self, membership_delay: int = EFFECTIVE_DELAY_MIN, approval_margin: int = 1
+    ) -> None:
+        # A validator-set change must be approved at least a consensus window before its
+        # height, so that every replica knows of it before any vote could reach past it.
+        self.membership_delay = max(membership_delay, EFFECTIVE_DELAY_MIN, approval_margin + 1)
+        self.approval_margin = approval_margin
 
     def propose(self, ctx: Context) -> Outcome:
         admin = ctx.sender_identity()
         payload = ctx.payload(Propose)
         members = _members(ctx)
         _check_change(payload.change, members)
+        if payload.change.kind is not ChangeKind.SET_FEE and _membership_pending(ctx):
+            raise Refused(
+                "membership_change_pending",
+                "another change of the consortium is pending; one at a time",
+            )
         delay = (
             EFFECTIVE_DELAY_MIN
             if payload.change.kind is ChangeKind.SET_FEE
@@ -116,8 +134,12 @@ class GovernanceFamily(TableFamily):
             raise Refused("unknown_proposal", "no proposal with this id")
         if proposal.state is not ProposalState.OPEN:
             raise Refused("wrong_state", f"the proposal is {proposal.state.name.lower()}")
-        if ctx.height >= proposal.effective_height:
-            raise Refused("too_late", "the proposal's height has passed")
+        margin = 0 if proposal.change.kind is ChangeKind.SET_FEE else self.approval_margin
+        if ctx.height + margin >= proposal.effective_height:
+            raise Refused(
+                "too_late",
+                f"approvals must come before height {proposal.effective_height - margin}",
+            )
         if admin.institution in proposal.approvals:
             raise Refused("already_approved", f"{admin.institution} already approved it")
         approvals = (*proposal.approvals, admin.institution)
@@ -188,17 +210,24 @@ def _apply_change(
         write(SCHEDULE_KEY, encode(Schedule(tuple(sorted(entries, key=lambda e: e.operation)))))
         return None
     members = decode(Members, read(INSTITUTIONS_KEY) or b"")
+    updated = apply_membership_change(members, change, height)
     if change.kind is ChangeKind.ADD_INSTITUTION and change.add is not None:
         member = change.add.member
-        updated = Members((*members.members, member), height)
         admin = Identity(
             member.admin_key, member.name, Role.ADMIN, f"{member.name} admin", 3, height, None, None
         )
         write(identity_key(member.admin_key), encode(admin))
-    elif change.kind is ChangeKind.REMOVE_INSTITUTION and change.remove is not None:
-        name = change.remove.name
-        updated = Members(tuple(m for m in members.members if m.name != name), height)
-    else:
+    elif change.kind is not ChangeKind.REMOVE_INSTITUTION:
         return None
     write(INSTITUTIONS_KEY, encode(updated))
     return updated
+
+
+def apply_membership_change(members: Members, change: Change, height: int) -> Members:
+    """The consortium after a membership change (the same rule execution applies)."""
+    if change.kind is ChangeKind.ADD_INSTITUTION and change.add is not None:
+        return Members((*members.members, change.add.member), height)
+    if change.kind is ChangeKind.REMOVE_INSTITUTION and change.remove is not None:
+        name = change.remove.name
+        return Members(tuple(m for m in members.members if m.name != name), height)
+    return members
