@@ -130,8 +130,17 @@ class Node:
             make_request_validator(self.genesis.chain_id, self.verified),
             self.store.restored(self.executor.pending_schedule()),
         )
-        self.transport = Transport(self.genesis, config.institution, self.tls, self._on_message)
-        self.driver = Driver(replica, self.store, self.executor, self.transport, self.metrics)
+        self.transport = Transport(
+            self.genesis, config.institution, self.tls, self._on_message, config.transport.proxy
+        )
+        self.driver = Driver(
+            replica,
+            self.store,
+            self.executor,
+            self.transport,
+            self.metrics,
+            clock_offset_ms=config.transport.clock_offset_ms,
+        )
         self.reads = ReadPool(self.db_path)
         self.admission = Admission(
             self.genesis.chain_id,

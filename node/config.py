@@ -45,10 +45,19 @@ class LogSection(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class TransportSection(_Section):
+    proxy: str | None = None
+    """An HTTP CONNECT proxy for connections to peers (an institution's egress proxy; the
+    soak test's fault injector). TLS stays end to end through it."""
+    clock_offset_ms: int = 0
+    """Added to this node's clock reading (only for fault-injection tests of clock skew)."""
+
+
 class NodeFile(_Section):
     node: NodeSection
     listen: ListenSection
     log: LogSection = LogSection()
+    transport: TransportSection = TransportSection()
 
 
 class NodeConfig:
@@ -61,6 +70,7 @@ class NodeConfig:
         self.institution = data.node.institution
         self.listen = data.listen
         self.log = data.log
+        self.transport = data.transport
 
     def resolve(self, relative: str) -> Path:
         return (self.base / relative).resolve()

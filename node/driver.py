@@ -48,7 +48,7 @@ QUEUE_EVENTS_MAX: Final = 100_000
 T = TypeVar("T")
 
 
-def now_ms() -> int:
+def wall_clock_ms() -> int:
     return int(time.time() * 1000)
 
 
@@ -60,7 +60,11 @@ class Driver:
         executor: Executor,
         transport: Transport,
         metrics: Metrics,
+        *,
+        clock_offset_ms: int = 0,
     ) -> None:
+        self.clock_offset_ms = clock_offset_ms
+        """Added to the clock the replica reads (fault-injection tests of clock skew only)."""
         self.replica = replica
         self.store = store
         self.executor = executor
@@ -82,6 +86,9 @@ class Driver:
         return await asyncio.get_running_loop().run_in_executor(self.io, fn, *args)
 
     # ------------------------------------------------------------ inputs
+
+    def now_ms(self) -> int:
+        return wall_clock_ms() + self.clock_offset_ms
 
     def post(self, event: Event) -> bool:
         """Queue an event; False when the queue is full (the caller sheds load)."""
@@ -109,7 +116,7 @@ class Driver:
         """Step the replica; its targets (indices in its validator set) become node keys now,
         since the set may change at the end of this very step."""
         keys = self.replica.keys
-        out = self.replica.step(event, now_ms())
+        out = self.replica.step(event, self.now_ms())
         for target, message in out.send:
             self.sends.append((None if target is None else keys[target], message))
         out.send = []
@@ -117,7 +124,7 @@ class Driver:
 
     async def _next_events(self) -> list[Event]:
         # At least a millisecond: a deadline already past must not starve the event loop.
-        wait_s = max(0.001, (self.replica.next_deadline_ms() - now_ms()) / 1000)
+        wait_s = max(0.001, (self.replica.next_deadline_ms() - self.now_ms()) / 1000)
         try:
             first = await asyncio.wait_for(self.queue.get(), timeout=wait_s)
         except TimeoutError:
@@ -125,7 +132,7 @@ class Driver:
         events = [first]
         while len(events) < EVENTS_PER_BATCH_MAX and not self.queue.empty():
             events.append(self.queue.get_nowait())
-        if self.replica.next_deadline_ms() <= now_ms():
+        if self.replica.next_deadline_ms() <= self.now_ms():
             events.append(Tick())
         return events
 

@@ -139,6 +139,7 @@ class PeerLink:
                 data=pack(batch),
                 headers=self.transport.headers,
                 server_hostname=self.name,
+                proxy=self.transport.proxy,
             ) as response:
                 if response.status == 409:
                     log.error("peer %s refused us: %s", self.name, (await response.text())[:300])
@@ -169,7 +170,9 @@ class Transport:
         name: str,
         tls: TlsFiles,
         on_message: Callable[[Message], None],
+        proxy: str | None = None,
     ) -> None:
+        self.proxy = proxy
         self.genesis = genesis
         self.name = name
         self.tls = tls
@@ -231,7 +234,10 @@ class Transport:
             return None
         try:
             async with self.session.get(
-                f"{link.url}{path}", headers=self.headers, server_hostname=link.name
+                f"{link.url}{path}",
+                headers=self.headers,
+                server_hostname=link.name,
+                proxy=self.proxy,
             ) as response:
                 if response.status != 200:
                     return None
