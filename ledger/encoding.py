@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import operator
 import types
 import typing
 from collections.abc import Callable
@@ -51,9 +52,18 @@ class MaxLength:
 
 
 # A field's pair of converters: to the msgpack-ready value, and back from the
-# decoded value (checking it). `path` names the field for error messages.
+# decoded value (checking it). A failed check raises `_Bad`; the models around
+# it add their field names on the way out, so the success path builds no strings.
 ToWire = Callable[[Any], Any]
-FromWire = Callable[[Any, str], Any]
+FromWire = Callable[[Any], Any]
+
+
+class _Bad(DecodeError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.text = reason
+        self.path: list[str] = []
+        """Field names and indices from the innermost out."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,52 +83,30 @@ def _type_name(value: object) -> str:
     return type(value).__name__
 
 
-def _fail(path: str, expected: str, value: object) -> DecodeError:
-    return DecodeError(f"{path}: expected {expected}, got {_type_name(value)}")
+def _primitive(kind: type) -> FromWire:
+    name = kind.__name__
+
+    def check(value: Any) -> Any:
+        if type(value) is not kind:
+            raise _Bad(f"expected {name}, got {_type_name(value)}")
+        return value
+
+    return check
 
 
-def _check_int(value: Any, path: str) -> int:
-    if type(value) is not int:
-        raise _fail(path, "int", value)
-    return value
-
-
-def _check_bool(value: Any, path: str) -> bool:
-    if type(value) is not bool:
-        raise _fail(path, "bool", value)
-    return value
-
-
-def _check_bytes(value: Any, path: str) -> bytes:
-    if type(value) is not bytes:
-        raise _fail(path, "bytes", value)
-    return value
-
-
-def _check_str(value: Any, path: str) -> str:
-    if type(value) is not str:
-        raise _fail(path, "str", value)
-    return value
-
-
-_PRIMITIVES: dict[object, FromWire] = {
-    int: _check_int,
-    bool: _check_bool,
-    bytes: _check_bytes,
-    str: _check_str,
-}
+_PRIMITIVES: dict[object, FromWire] = {kind: _primitive(kind) for kind in (int, bool, bytes, str)}
 
 
 def _length_checked(inner: FromWire, exact: int | None, most: int | None) -> FromWire:
-    def check(value: Any, path: str) -> Any:
-        checked = inner(value, path)
+    def check(value: Any) -> Any:
+        checked = inner(value)
         if checked is None:  # Annotated[X | None, ...]: the bound applies to X only
             return None
         size = len(checked)
         if exact is not None and size != exact:
-            raise DecodeError(f"{path}: expected length {exact}, got {size}")
+            raise _Bad(f"expected length {exact}, got {size}")
         if most is not None and size > most:
-            raise DecodeError(f"{path}: length {size} exceeds the maximum {most}")
+            raise _Bad(f"length {size} exceeds the maximum {most}")
         return checked
 
     return check
@@ -138,8 +126,8 @@ def _optional_codec(inner: _Codec) -> _Codec:
     def to_wire(value: Any) -> Any:
         return None if value is None else inner_to(value)
 
-    def from_wire(value: Any, path: str) -> Any:
-        return None if value is None else inner_from(value, path)
+    def from_wire(value: Any) -> Any:
+        return None if value is None else inner_from(value)
 
     return _Codec(to_wire, from_wire)
 
@@ -151,10 +139,19 @@ def _tuple_codec(inner: _Codec) -> _Codec:
     def to_wire(value: Any) -> Any:
         return value if plain else [inner_to(item) for item in value]
 
-    def from_wire(value: Any, path: str) -> Any:
+    def from_wire(value: Any) -> Any:
         if type(value) is not tuple:
-            raise _fail(path, "array", value)
-        return tuple(inner_from(item, f"{path}[{i}]") for i, item in enumerate(value))
+            raise _Bad(f"expected array, got {_type_name(value)}")
+        try:
+            return tuple([inner_from(item) for item in value])
+        except _Bad:
+            for index, item in enumerate(value):
+                try:
+                    inner_from(item)
+                except _Bad as bad:
+                    bad.path.append(f"[{index}]")
+                    raise
+            raise
 
     return _Codec(to_wire, from_wire)
 
@@ -165,10 +162,11 @@ def _enum_codec(cls: type[enum.IntEnum]) -> _Codec:
     def to_wire(value: Any) -> Any:
         return int(value)
 
-    def from_wire(value: Any, path: str) -> Any:
-        if type(value) is not int or value not in members:
-            raise DecodeError(f"{path}: {value!r} is not a {cls.__name__}")
-        return members[value]
+    def from_wire(value: Any) -> Any:
+        member = members.get(value) if type(value) is int else None
+        if member is None:
+            raise _Bad(f"{value!r} is not a {cls.__name__}")
+        return member
 
     return _Codec(to_wire, from_wire)
 
@@ -199,6 +197,17 @@ def _codec_for(annotation: Any) -> _Codec:
     raise TypeError(f"{annotation!r} is not encodable (floats and maps never are)")
 
 
+def _model_to_wire(names: tuple[str, ...], parts: tuple[ToWire, ...]) -> ToWire:
+    if all(part is _identity for part in parts):
+        # attrgetter builds the tuple in C; msgpack packs a tuple as an array.
+        get = operator.attrgetter(*names)
+        if len(names) == 1:
+            return lambda value: (get(value),)
+        return get
+    pairs = tuple(zip(parts, names, strict=True))
+    return lambda value: [part(getattr(value, name)) for part, name in pairs]
+
+
 def _model_codec(cls: type) -> _Codec:
     cached = _codecs.get(cls)
     if cached is not None:
@@ -206,45 +215,44 @@ def _model_codec(cls: type) -> _Codec:
     hints = get_type_hints(cls, include_extras=True)
     names = tuple(f.name for f in dataclasses.fields(cls))
     field_codecs = tuple(_codec_for(hints[name]) for name in names)
-    to_parts = tuple(c.to_wire for c in field_codecs)
-    from_parts = tuple(zip(names, (c.from_wire for c in field_codecs), strict=True))
-    all_plain = all(part is _identity for part in to_parts)
+    checks = tuple(c.from_wire for c in field_codecs)
+    pairs = tuple(zip(checks, names, strict=True))
     count = len(names)
     title = cls.__name__
 
-    def to_wire(value: Any) -> Any:
-        if all_plain:
-            return [getattr(value, name) for name in names]
-        return [part(getattr(value, name)) for part, name in zip(to_parts, names, strict=True)]
-
-    def from_wire(value: Any, path: str) -> Any:
+    def from_wire(value: Any) -> Any:
         if type(value) is not tuple:
-            raise _fail(path or title, f"{title} array", value)
+            raise _Bad(f"expected {title} array, got {_type_name(value)}")
         if len(value) != count:
-            raise DecodeError(
-                f"{path or title}: expected {count} fields for {title}, got {len(value)}"
-            )
-        prefix = f"{path}." if path else f"{title}."
-        return cls(
-            *[
-                check(item, prefix + name)
-                for (name, check), item in zip(from_parts, value, strict=True)
-            ]
-        )
+            raise _Bad(f"expected {count} fields for {title}, got {len(value)}")
+        try:
+            return cls(*[check(item) for check, item in zip(checks, value)])  # noqa: B905
+        except _Bad:
+            for (check, name), item in zip(pairs, value, strict=True):
+                try:
+                    check(item)
+                except _Bad as bad:
+                    bad.path.append(f".{name}")
+                    raise
+            raise
 
-    codec = _Codec(to_wire, from_wire)
+    codec = _Codec(_model_to_wire(names, tuple(c.to_wire for c in field_codecs)), from_wire)
     _codecs[cls] = codec
     return codec
 
 
 def to_wire(value: object) -> Any:
-    """The msgpack-ready form of a model (nested lists of primitives)."""
+    """The msgpack-ready form of a model (nested tuples and lists of primitives)."""
     return _model_codec(type(value)).to_wire(value)
 
 
 def from_wire(cls: type[T], value: Any) -> T:
     """Check a decoded msgpack value against `cls` and build the model."""
-    result: T = _model_codec(cls).from_wire(value, "")
+    try:
+        result: T = _model_codec(cls).from_wire(value)
+    except _Bad as bad:
+        where = cls.__name__ + "".join(reversed(bad.path))
+        raise DecodeError(f"{where}: {bad.text}") from None
     return result
 
 

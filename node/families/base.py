@@ -33,7 +33,7 @@ class Refused(Exception):
 class Context:
     """One transaction's view of the state: reads see earlier writes of the block."""
 
-    __slots__ = ("_read", "height", "time_ms", "tx", "tx_id", "writes")
+    __slots__ = ("_identity", "_read", "height", "time_ms", "tx", "tx_id", "writes")
 
     def __init__(
         self,
@@ -49,6 +49,7 @@ class Context:
         self.height = height
         self.time_ms = time_ms
         self.writes: dict[bytes, bytes] = {}
+        self._identity: Identity | None = None
 
     @property
     def sender(self) -> bytes:
@@ -76,9 +77,12 @@ class Context:
             raise Refused("bad_payload", exc.reason) from None
 
     def sender_identity(self) -> Identity:
+        if self._identity is not None:
+            return self._identity
         identity = self.get_model(Identity, identity_key(self.sender))
         if identity is None or not identity.active:
             raise Refused("not_enrolled", "the sender is not an enrolled identity")
+        self._identity = identity
         return identity
 
     def require_role(self, *roles: Role) -> Identity:
