@@ -927,6 +927,11 @@ class Replica:
         if not self.active and deadline is not None and now >= deadline:
             self._on_view_change_timeout(out)
         elif self.active and self._request_overdue():
+            # Tell the other replicas about the requests the primary ignores, so that they
+            # time them too and join the view change (the primary alone had them).
+            overdue = self.pool.unassigned(self.params.batch_size_max)
+            if overdue:
+                out.broadcast(Requests(tuple(tx for _, tx in overdue)))
             self._enter_view_change(View(self.view + 1), out)
         if now >= self.next_resend_ms:
             self.next_resend_ms = now + params.resend_interval_ms

@@ -238,9 +238,7 @@ class Store:
         self, state: dict[bytes, bytes], smt_nodes: list[tuple[bytes, bytes]], head: Head
     ) -> None:
         with self.transaction() as db:
-            db.executemany(
-                "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", list(state.items())
-            )
+            self._write_state(state)
             db.executemany("INSERT OR IGNORE INTO smt_nodes (hash, data) VALUES (?, ?)", smt_nodes)
             self._set_meta("head", encode(head))
 
