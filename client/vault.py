@@ -356,33 +356,35 @@ class AsyncVaultClient(AsyncClient):
         manifest: bytes,
         progress: Progress | None,
     ) -> int:
+        """Every chunk to every storing node; the chunk uploads made (HEAD skips the rest).
+
+        A node that fails is left out for the rest of this call while the others go on,
+        so a later call has only that node's copy to finish."""
         urls = await self._institution_urls()
         targets = {name: urls[name] for name in entry.institutions if name in urls}
-        missing = [name for name in entry.institutions if name not in targets]
-        if missing:
-            raise ClientError(f"no address for {', '.join(missing)}")
+        failed = {name: "no address known" for name in entry.institutions if name not in urls}
         resuming: dict[str, bool] = {}
         for name, url in targets.items():
             try:
                 resuming[name] = not await self._put_manifest(url, name, entry, manifest)
             except ClientError as exc:
-                raise _resumable(exc) from None
+                failed[name] = str(exc)
         hashes = [manifest[i : i + 32] for i in range(0, len(manifest), 32)]
         layout = Layout(entry.evidence_id, entry.plaintext_size, entry.chunk_size)
         total = entry.ciphertext_size
         done = 0
         uploads = 0
-        errors: list[Exception] = []
         slots = asyncio.Semaphore(UPLOADS_IN_FLIGHT)
         in_flight: set[asyncio.Task[None]] = set()
 
         async def one(index: int, chunk: bytes) -> None:
             nonlocal done, uploads
+            names = [name for name in targets if name not in failed]
             try:
                 results = await asyncio.gather(
                     *(
                         self._put_chunk(
-                            url,
+                            targets[name],
                             name,
                             entry,
                             index=index,
@@ -390,15 +392,17 @@ class AsyncVaultClient(AsyncClient):
                             chunk=chunk,
                             check_first=resuming[name],
                         )
-                        for name, url in targets.items()
-                    )
+                        for name in names
+                    ),
+                    return_exceptions=True,
                 )
-            except Exception as exc:  # reported below, once the others end
-                errors.append(exc)
-                return
             finally:
                 slots.release()
-            uploads += sum(results)
+            for name, result in zip(names, results, strict=True):
+                if isinstance(result, Exception):
+                    failed.setdefault(name, str(result))
+                elif isinstance(result, int):
+                    uploads += result
             done += len(chunk)
             if progress is not None:
                 progress(done, total)
@@ -406,7 +410,7 @@ class AsyncVaultClient(AsyncClient):
         loop = asyncio.get_running_loop()
         chunks = encrypted_chunks(path, content_key, layout)
         try:
-            while not errors:
+            while len(failed) < len(entry.institutions):
                 await slots.acquire()
                 item = await loop.run_in_executor(None, next, chunks, None)
                 if item is None:
@@ -418,8 +422,12 @@ class AsyncVaultClient(AsyncClient):
             await asyncio.gather(*in_flight)
         finally:
             chunks.close()
-        if errors:
-            raise _resumable(errors[0])
+        if failed:
+            problems = "; ".join(f"{name}: {reason}" for name, reason in sorted(failed.items()))
+            raise ClientError(
+                f"upload incomplete on {len(failed)} of {len(entry.institutions)} storing "
+                f"nodes ({problems}); run the same put again to resume"
+            )
         return uploads
 
     async def _put_manifest(self, url: str, name: str, entry: v.Entry, manifest: bytes) -> bool:
@@ -731,12 +739,3 @@ def _json(data: bytes) -> Any:
         return json.loads(data)
     except ValueError:
         return None
-
-
-def _resumable(error: BaseException) -> ClientError:
-    """An upload failure, said so that the user knows running `put` again resumes it."""
-    if isinstance(error, ClientError):
-        message = str(error)
-    else:
-        message = f"{type(error).__name__}: {error}"
-    return ClientError(f"upload incomplete ({message}); run the same put again to resume")
