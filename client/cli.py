@@ -17,7 +17,9 @@ from typing import Any
 
 from client import commands, vault_commands
 from client.errors import ClientError
+from client.vault import MONTHS_DEFAULT
 from ledger import __version__
+from ledger.families.vault import MONTHS_MAX, MONTHS_MIN
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -290,6 +292,7 @@ def _vault(top: Any) -> None:
     put.add_argument("--replicas", type=int, help="storing institutions (default and least: f + 1)")
     put.add_argument("--institutions", metavar="A,B", help="the storing institutions, by name")
     put.add_argument("--title", help="the evidence title (default: the file name)")
+    _months_argument(put, MONTHS_DEFAULT)
     put.add_argument("--no-progress", action="store_true")
     get = _add(
         group,
@@ -358,6 +361,15 @@ def _vault(top: Any) -> None:
     )
     delete.add_argument("evidence_id", metavar="EVIDENCE_ID")
     delete.add_argument("--reason", default="")
+    renew = _add(
+        group,
+        "renew",
+        vault_commands.vault_renew,
+        "pay for more months of storage (from the paid term's end, or from now if it lapsed)",
+        "notarychain vault renew EVIDENCE_ID --months 12",
+    )
+    renew.add_argument("evidence_id", metavar="EVIDENCE_ID")
+    _months_argument(renew, None)
     show = _add(
         group,
         "show",
@@ -366,6 +378,18 @@ def _vault(top: Any) -> None:
         "notarychain vault show EVIDENCE_ID",
     )
     show.add_argument("evidence_id", metavar="EVIDENCE_ID")
+
+
+def _months_argument(parser: argparse.ArgumentParser, default: int | None) -> None:
+    what = f"default {default}" if default is not None else "required"
+    parser.add_argument(
+        "--months",
+        type=int,
+        default=default,
+        required=default is None,
+        metavar="N",
+        help=f"30-day months of storage to pay for, {MONTHS_MIN} to {MONTHS_MAX} ({what})",
+    )
 
 
 def _expiry_arguments(parser: argparse.ArgumentParser) -> None:

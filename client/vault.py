@@ -20,6 +20,9 @@ Rules kept here:
   kept as `OUT.part` and resumed by the next attempt.
 - What the chain says (entries, grants, encryption keys, members) is read with
   a proof bundle checked against the genesis: no node is trusted for it.
+- Storage is paid by size and time: `store_file` pays for `months` (default
+  `MONTHS_DEFAULT`), `renew` for more; a download of lapsed content is refused
+  (`storage_lapsed`) until it is renewed.
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ UPLOADS_IN_FLIGHT: Final = 4
 DOWNLOADS_IN_FLIGHT: Final = 4
 """Chunks fetched ahead of the one being decrypted."""
 PROOF_WAIT_S: Final = 30.0
+MONTHS_DEFAULT: Final = 12
+"""The storage term a `put` pays for unless told otherwise."""
 Progress = Callable[[int, int], None]
 """progress(bytes done, bytes in all): called as chunks complete."""
 
@@ -83,8 +88,22 @@ class Stored:
     plaintext_size: int
     chunk_count: int
     storage_fee: int
+    """Storage fees paid for the entry in all (the store and any renewals)."""
+    paid_until_ms: int
+    """The end of the paid storage term."""
     uploaded_chunks: int
     """Chunk uploads this call made (chunks times nodes), fewer when resuming."""
+
+
+@dataclass(frozen=True, slots=True)
+class Renewed:
+    evidence_id: str
+    tx_id: str
+    months: int
+    fee_paid: int
+    """What this renewal cost, to all storing institutions together."""
+    paid_until_ms: int
+    """The new end of the paid storage term."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,9 +288,14 @@ class AsyncVaultClient(AsyncClient):
         institutions: Sequence[str] | None = None,
         title: str | None = None,
         chunk_size: int = v.CHUNK_BYTES_DEFAULT,
+        months: int = MONTHS_DEFAULT,
         progress: Progress | None = None,
     ) -> Stored:
-        """Register (if needed), encrypt, store and upload a file; resumes an earlier attempt."""
+        """Register (if needed), encrypt, store for `months` and upload a file.
+
+        Resumes an earlier attempt (whose entry is already paid for: `months` is then
+        unused; `renew` pays for more)."""
+        _check_months(months)
         loop = asyncio.get_running_loop()
         try:
             digest, size = await loop.run_in_executor(None, sha256_file, path)
@@ -282,7 +306,11 @@ class AsyncVaultClient(AsyncClient):
         tx_id = None
         if existing is None:
             tx_id, entry, content_key, manifest = await self._store(
-                path, Layout(digest, size, chunk_size), replicas=replicas, institutions=institutions
+                path,
+                Layout(digest, size, chunk_size),
+                replicas=replicas,
+                institutions=institutions,
+                months=months,
             )
         else:
             entry = existing
@@ -295,6 +323,7 @@ class AsyncVaultClient(AsyncClient):
             entry.plaintext_size,
             entry.chunk_count,
             entry.storage_fee,
+            entry.paid_until_ms,
             uploaded,
         )
 
@@ -328,6 +357,7 @@ class AsyncVaultClient(AsyncClient):
         *,
         replicas: int | None,
         institutions: Sequence[str] | None,
+        months: int,
     ) -> tuple[str, v.Entry, bytes, bytes]:
         """Encrypt once to build the manifest, and commit the entry; (tx, entry, key, manifest)."""
         digest, size = layout.evidence_id, layout.plaintext_size
@@ -344,6 +374,7 @@ class AsyncVaultClient(AsyncClient):
             size,
             wrap_key(content_key, mine, digest),
             chosen,
+            months,
         )
         receipt = await self.execute(v.FAMILY, v.STORE, payload)
         return receipt.tx_id, await self.entry(digest, receipt.height), content_key, manifest
@@ -659,6 +690,13 @@ class AsyncVaultClient(AsyncClient):
     async def delete(self, evidence_id: bytes, reason: str = "") -> str:
         return (await self.execute(v.FAMILY, v.DELETE, v.Delete(evidence_id, reason))).tx_id
 
+    async def renew(self, evidence_id: bytes, months: int) -> Renewed:
+        """Pay for `months` more of storage (from the term's end, or from now if lapsed)."""
+        _check_months(months)
+        receipt = await self.execute(v.FAMILY, v.RENEW, v.Renew(evidence_id, months))
+        renewal = decode(v.Renewal, receipt.result)
+        return Renewed(evidence_id.hex(), receipt.tx_id, months, renewal.fee, renewal.paid_until_ms)
+
     async def vault_entry(self, evidence_id: bytes) -> dict[str, Any]:
         """The entry with its history, pending requests and grants, as a node describes it."""
         data: dict[str, Any] = await self.get(f"/v1/vault/entries/{evidence_id.hex()}")
@@ -714,6 +752,9 @@ class VaultClient(Client):
     def delete(self, evidence_id: bytes, reason: str = "") -> str:
         return self._run(self.vault.delete(evidence_id, reason))
 
+    def renew(self, evidence_id: bytes, months: int) -> Renewed:
+        return self._run(self.vault.renew(evidence_id, months))
+
     def entry(self, evidence_id: bytes) -> v.Entry:
         return self._run(self.vault.entry(evidence_id))
 
@@ -728,6 +769,13 @@ class VaultClient(Client):
 
     def institution_balance(self, institution: str) -> Account:
         return self._run(self.vault.institution_balance(institution))
+
+
+def _check_months(months: int) -> None:
+    if not v.MONTHS_MIN <= months <= v.MONTHS_MAX:
+        raise ClientError(
+            f"storage is paid for {v.MONTHS_MIN} to {v.MONTHS_MAX} months at a time, not {months}"
+        )
 
 
 def _now_ms() -> int:

@@ -77,6 +77,7 @@ async def vault_put(args: argparse.Namespace) -> dict[str, Any]:
                 replicas=args.replicas,
                 institutions=institutions,
                 title=args.title,
+                months=args.months,
                 progress=bar,
             )
         finally:
@@ -87,7 +88,8 @@ async def vault_put(args: argparse.Namespace) -> dict[str, Any]:
             f"stored {stored.evidence_id}{resumed}",
             f"  {stored.plaintext_size} bytes in {stored.chunk_count} encrypted chunks on "
             f"{', '.join(stored.institutions)}",
-            f"  storage fee {stored.storage_fee}; {stored.uploaded_chunks} chunk uploads",
+            f"  storage fee {stored.storage_fee}, paid until {iso_time(stored.paid_until_ms)}; "
+            f"{stored.uploaded_chunks} chunk uploads",
         ),
         "state": "stored",
         "evidence_id": stored.evidence_id,
@@ -96,6 +98,7 @@ async def vault_put(args: argparse.Namespace) -> dict[str, Any]:
         "size": stored.plaintext_size,
         "chunks": stored.chunk_count,
         "storage_fee": stored.storage_fee,
+        "paid_until_ms": stored.paid_until_ms,
         "uploaded_chunks": stored.uploaded_chunks,
     }
 
@@ -237,15 +240,38 @@ async def vault_delete(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+async def vault_renew(args: argparse.Namespace) -> dict[str, Any]:
+    evidence_id = _evidence(args)
+    async with _vault(args) as client:
+        renewed = await client.renew(evidence_id, args.months)
+    return {
+        "text": _lines(
+            f"renewed the storage of {evidence_id.hex()} for {renewed.months} months",
+            f"  storage fee {renewed.fee_paid}, paid until {iso_time(renewed.paid_until_ms)}",
+        ),
+        "state": "renewed",
+        "evidence_id": evidence_id.hex(),
+        "tx_id": renewed.tx_id,
+        "months": renewed.months,
+        "fee_paid": renewed.fee_paid,
+        "paid_until_ms": renewed.paid_until_ms,
+    }
+
+
 async def vault_show(args: argparse.Namespace) -> dict[str, Any]:
     evidence_id = _evidence(args)
     async with _vault(args) as client:
         record = await client.vault_entry(evidence_id)
     state = "deleted" if record["deleted_height"] is not None else "stored"
+    paid_until_ms = int(record["paid_until_ms"])
+    lapsed = state == "stored" and time.time() * 1000 > paid_until_ms
+    note = " (lapsed: downloads are refused until it is renewed)" if lapsed else ""
     lines = [
         f"vault entry {evidence_id.hex()}: {state}",
         f"  owner {record['owner']}, {record['plaintext_size']} bytes in "
         f"{record['chunk_count']} chunks on {', '.join(record['institutions'])}",
+        f"  storage paid until {iso_time(paid_until_ms)}{note}; "
+        f"storage fees paid {record['storage_fee']}",
         f"  {len(record['grants'])} grants, {len(record['pending_requests'])} pending requests, "
         f"{record['downloads']} downloads",
         "  history:",

@@ -33,7 +33,7 @@ from node.material import InstitutionSpec, MaterialError, create_consortium, pas
 READY_TIMEOUT_S: Final = 60.0
 DEV_BALANCE: Final = 10_000
 DEV_APPLY_FEE: Final = 100
-DEV_VAULT_STORE_PER_MIB: Final = 1
+DEV_VAULT_STORE_PER_MIB_MONTH: Final = 1
 DEV_VAULT_DOWNLOAD: Final = 5
 STOP_TIMEOUT_S: Final = 15.0
 
@@ -85,7 +85,7 @@ def create_local(data: Path, nodes: int, base_port: int) -> Genesis:
             identities=identities,
             fees={
                 APPLY_FEE: DEV_APPLY_FEE,
-                STORE_FEE: DEV_VAULT_STORE_PER_MIB,
+                STORE_FEE: DEV_VAULT_STORE_PER_MIB_MONTH,
                 DOWNLOAD_FEE: DEV_VAULT_DOWNLOAD,
             },
         )

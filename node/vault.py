@@ -14,13 +14,17 @@ Rules kept here:
   `QUOTA_BYTES_DEFAULT`).
 - Downloads need a reader's signature (`SignedDownload`) naming a committed
   `authorize_download` of that reader for that entry, still within its window,
-  with the reader's grant active at this node's executed height and clock, and
-  the entry not erased. `HEAD` of a chunk (to resume an upload) needs nothing:
-  it tells only whether an unguessable hash is here.
+  with the reader's grant active at this node's executed height and clock, the
+  entry's storage paid at this node's clock (403 `storage_lapsed` otherwise,
+  as `authorize_download` is refused), and the entry not erased. `HEAD` of a
+  chunk (to resume an upload) needs nothing: it tells only whether an
+  unguessable hash is here.
 - Erasure: the executor reports each block's state writes once the block is
   stored (`Executor.after_block`); an entry written as erased at that height has
   its chunks and manifest removed by the vault's own thread. The state, and so
   every node's execution, is untouched by this: it is a side effect after the fact.
+  Lapsed storage is never erased here: its files stay until the owner renews
+  (then they are served again) or deletes the entry.
 - All file I/O runs on the vault's thread pool, never on the event loop.
 """
 
@@ -441,6 +445,9 @@ def _download_check(
     if entry is None:
         raise ApiError(404, "unknown_vault_entry", "no committed vault entry for this evidence")
     _stored_here(node, entry)
+    lapse = entry.lapse_problem(now_ms)
+    if lapse is not None:
+        raise ApiError(403, *lapse)
     if signed.signer != entry.owner:
         grant = record(GrantRecord, grant_key(entry.evidence_id, signed.signer))
         if grant is None:

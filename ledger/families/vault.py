@@ -8,14 +8,32 @@ hashes: the manifest), the chunk layout, and the content key wrapped for the
 owner's X25519 encryption key. Who may read it, and since when, is on chain:
 
     set_encryption_key (anyone)     publish the X25519 key others wrap content keys for
-    store (owner)                   -> an Entry; the storage fee is paid to the storing institutions
+    store (owner)                   -> an Entry paid for `months`; the storage fee is paid to
+                                    the storing institutions
+    renew (owner)                   pay for more months; the term runs on from its end, or from
+                                    now if it has lapsed
     grant / revoke_grant (owner)    a reader's wrapped key, optionally until a height or a time
     request_access (third party)    the download fee is held; answer_request (owner) grants
                                     (the hold pays the first download) or refuses (refunded)
     authorize_download (grantee)    the download fee is paid; nodes serve the ciphertext to
                                     short-lived signed requests naming this authorization
+                                    (refused while the storage has lapsed)
     delete (owner)                  erasure: nodes drop the ciphertext; the evidence record,
                                     its trusted time and every proof stay valid
+
+Storage is paid by size and time: `STORE_FEE` per MiB of plaintext (rounded
+up) per 30-day month (`MONTH_MS`), to each storing institution, for a term of
+1 to `MONTHS_MAX` months at a time. The entry's `paid_until_ms` is the end of
+the paid term; once a block's time is past it, the storage has lapsed:
+downloads are refused (`storage_lapsed`, by execution and by every node's
+download route) until the owner renews, while grants, revocations, access
+requests and erasure stay possible.
+
+Decision: the chain never destroys evidence on its own. Lapsed content is kept
+by the storing nodes but not served until it is renewed; only the owner's
+`delete` erases content. (A lapse is a matter of who pays, which the owner can
+put right at any time; an erasure cannot be undone, so it is never a side
+effect of a missed payment.)
 
 Every step is appended to the entry's history (records at `history_key`), which
 is itself evidence of who could read what, and when. Nodes only ever hold
@@ -41,13 +59,20 @@ REQUEST_ACCESS: Final = "request_access"
 ANSWER_REQUEST: Final = "answer_request"
 AUTHORIZE_DOWNLOAD: Final = "authorize_download"
 DELETE: Final = "delete"
+RENEW: Final = "renew"
 
-STORE_FEE: Final = "vault.store_per_mib"
-"""Schedule entry: paid to each storing institution per MiB (rounded up) of plaintext."""
+STORE_FEE: Final = "vault.store_per_mib_month"
+"""Schedule entry: paid to each storing institution per MiB (rounded up) of plaintext per
+30-day month of storage, on `store` and on `renew`."""
 DOWNLOAD_FEE: Final = "vault.download"
 """Schedule entry: paid per download authorization, split among the storing institutions."""
 
 MIB: Final = 1024 * 1024
+MONTH_MS: Final = 30 * 24 * 3_600_000
+"""A month of storage: 30 days."""
+MONTHS_MIN: Final = 1
+MONTHS_MAX: Final = 120
+"""A store or a renewal pays for 1 to this many months at a time."""
 CHUNK_BYTES_DEFAULT: Final = MIB
 CHUNK_BYTES_MIN: Final = 1024
 CHUNK_BYTES_MAX: Final = MIB
@@ -98,6 +123,8 @@ class Store:
     plaintext_size: int
     owner_key: WrappedKey
     institutions: Annotated[tuple[str, ...], MaxLength(INSTITUTIONS_MAX)]
+    months: int
+    """The storage term paid for now (`MONTHS_MIN` .. `MONTHS_MAX`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +172,23 @@ class Delete:
     reason: Text
 
 
+@dataclass(frozen=True, slots=True)
+class Renew:
+    evidence_id: Hash
+    months: int
+    """More months to pay for (`MONTHS_MIN` .. `MONTHS_MAX`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Renewal:
+    """The result of a renew transaction."""
+
+    fee: int
+    """What the renewal cost, to all storing institutions together."""
+    paid_until_ms: int
+    """The new end of the paid storage term."""
+
+
 # ---------------------------------------------------------------- records
 
 
@@ -174,6 +218,9 @@ class Entry:
     stored_time_ms: int
     store_tx_id: Hash
     storage_fee: int
+    """Storage fees paid in all (the store and every renewal, to all storing institutions)."""
+    paid_until_ms: int
+    """The end of the paid storage term; downloads are refused at block times after it."""
     grantees: tuple[PublicKeyBytes, ...]
     """Readers holding an unrevoked grant (possibly expired)."""
     open_requests: tuple[Hash, ...]
@@ -191,6 +238,20 @@ class Entry:
     @property
     def ciphertext_size(self) -> int:
         return self.plaintext_size + TAG_BYTES * self.chunk_count
+
+    def lapsed(self, time_ms: int) -> bool:
+        """Whether the paid storage term has ended by `time_ms`."""
+        return time_ms > self.paid_until_ms
+
+    def lapse_problem(self, time_ms: int) -> tuple[str, str] | None:
+        """Why the content is not served at `time_ms` for want of payment, or None."""
+        if self.lapsed(time_ms):
+            return (
+                "storage_lapsed",
+                f"the storage was paid until {self.paid_until_ms} ms and has lapsed; "
+                "the owner can renew it",
+            )
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +335,7 @@ class Step(enum.IntEnum):
     FEE_HELD = 10
     FEE_REFUNDED = 11
     REQUEST_CANCELLED = 12
+    RENEWED = 13
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,3 +431,8 @@ def chunk_count_for(plaintext_size: int, chunk_size: int) -> int:
 def mebibytes(size: int) -> int:
     """MiB charged for `size` bytes: rounded up, at least one."""
     return max(1, -(-size // MIB))
+
+
+def storage_fee_per_institution(fee_per_mib_month: int, plaintext_size: int, months: int) -> int:
+    """What each storing institution is paid for `months` of storing `plaintext_size` bytes."""
+    return fee_per_mib_month * mebibytes(plaintext_size) * months

@@ -5,6 +5,11 @@ is in the payer's `held` until it is paid to the storing institutions'
 revenue accounts or refunded. A fee split among institutions gives each the
 same share and the first ones in the entry's order one unit more of any
 remainder, so every node computes the same split.
+
+Storage is paid by size and time: `store` and `renew` each pay
+`STORE_FEE` x MiB x months to every storing institution, and move the entry's
+`paid_until_ms`; `authorize_download` is refused with `storage_lapsed` once the
+block time is past it. Nothing here ever erases content for a lapse.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar, Final
 
+from ledger.encoding import encode
 from ledger.families.evidence import Evidence, evidence_key
 from ledger.families.fees import SCHEDULE_KEY, Account, Schedule, account_key
 from ledger.families.fees import institution_account_key as revenue_key
@@ -29,7 +35,11 @@ from ledger.families.vault import (
     FAMILY,
     GRANT,
     GRANTEES_MAX,
+    MONTH_MS,
+    MONTHS_MAX,
+    MONTHS_MIN,
     OPEN_REQUESTS_MAX,
+    RENEW,
     REQUEST_ACCESS,
     REVOKE_GRANT,
     SET_ENCRYPTION_KEY,
@@ -45,6 +55,8 @@ from ledger.families.vault import (
     Event,
     Grant,
     GrantRecord,
+    Renew,
+    Renewal,
     RequestAccess,
     RequestState,
     RevokeGrant,
@@ -58,8 +70,8 @@ from ledger.families.vault import (
     entry_key,
     grant_key,
     history_key,
-    mebibytes,
     request_key,
+    storage_fee_per_institution,
 )
 from ledger.quorum import weak_quorum_size
 from node.families.base import Context, Handler, Outcome, Refused, TableFamily
@@ -162,6 +174,26 @@ def _save(ctx: Context, entry: Entry) -> None:
     ctx.put_model(entry_key(entry.evidence_id), entry)
 
 
+def _check_months(months: int) -> None:
+    if not MONTHS_MIN <= months <= MONTHS_MAX:
+        raise Refused(
+            "bad_payload",
+            f"storage is paid for {MONTHS_MIN} to {MONTHS_MAX} months at a time, not {months}",
+        )
+
+
+def _pay_storage(
+    ctx: Context, plaintext_size: int, institutions: tuple[str, ...], months: int
+) -> tuple[int, str]:
+    """Charge the sender `months` of storage on every institution; (the total, the split)."""
+    fee = _schedule_fee(ctx, STORE_FEE)
+    total = storage_fee_per_institution(fee, plaintext_size, months) * len(institutions)
+    if total > FEE_MAX:
+        raise Refused("bad_payload", "the storage fee is out of range")
+    _charge(ctx, ctx.sender, total)
+    return total, _pay(ctx, institutions, total) if total else "0"
+
+
 def _check_expiry(ctx: Context, expires_height: int | None, expires_ms: int | None) -> None:
     if expires_height is not None and expires_height <= ctx.height:
         raise Refused("bad_payload", f"the expiry height must be above {ctx.height}")
@@ -245,14 +277,11 @@ def store(ctx: Context) -> Outcome:
             )
         raise Refused("already_stored", f"stored at height {existing.stored_height}")
     _check_layout(payload, record)
+    _check_months(payload.months)
     _check_institutions(ctx, payload.institutions)
     owner_encryption_key = _encryption_key(ctx, ctx.sender)
-    per_institution = _schedule_fee(ctx, STORE_FEE) * mebibytes(payload.plaintext_size)
-    total = per_institution * len(payload.institutions)
-    if total > FEE_MAX:
-        raise Refused("bad_payload", "the storage fee is out of range")
-    _charge(ctx, ctx.sender, total)
-    split = _pay(ctx, payload.institutions, total) if total else "0"
+    total, split = _pay_storage(ctx, payload.plaintext_size, payload.institutions, payload.months)
+    paid_until_ms = ctx.time_ms + payload.months * MONTH_MS
     entry = Entry(
         payload.evidence_id,
         ctx.sender,
@@ -267,6 +296,7 @@ def store(ctx: Context) -> Outcome:
         ctx.time_ms,
         ctx.tx_id,
         total,
+        paid_until_ms,
         (),
         (),
         0,
@@ -278,7 +308,11 @@ def store(ctx: Context) -> Outcome:
     entry = _append(
         ctx,
         entry,
-        (Step.STORED, f"{payload.plaintext_size} bytes on {', '.join(payload.institutions)}"),
+        (
+            Step.STORED,
+            f"{payload.plaintext_size} bytes on {', '.join(payload.institutions)}, "
+            f"paid for {payload.months} months until {paid_until_ms} ms",
+        ),
         (Step.FEE_PAID, split),
     )
     _save(ctx, entry)
@@ -450,6 +484,9 @@ def answer_request(ctx: Context) -> Outcome:
 def authorize_download(ctx: Context) -> Outcome:
     payload = ctx.payload(AuthorizeDownload)
     entry = _live_entry(ctx, payload.evidence_id)
+    lapse = entry.lapse_problem(ctx.time_ms)
+    if lapse is not None:
+        raise Refused(*lapse)
     fee = _schedule_fee(ctx, DOWNLOAD_FEE)
     if ctx.sender == entry.owner:
         _charge(ctx, ctx.sender, fee)
@@ -489,6 +526,22 @@ def authorize_download(ctx: Context) -> Outcome:
     )
     _save(ctx, entry)
     return Outcome(ctx.tx_id)
+
+
+def renew(ctx: Context) -> Outcome:
+    """Pay for more months: the term runs on from its end, or from now if it has lapsed."""
+    payload = ctx.payload(Renew)
+    entry = _owned_entry(ctx, payload.evidence_id)
+    _check_months(payload.months)
+    total, split = _pay_storage(ctx, entry.plaintext_size, entry.institutions, payload.months)
+    start_ms = max(entry.paid_until_ms, ctx.time_ms)
+    paid_until_ms = start_ms + payload.months * MONTH_MS
+    entry = dataclasses.replace(
+        entry, paid_until_ms=paid_until_ms, storage_fee=entry.storage_fee + total
+    )
+    detail = f"{payload.months} months from {start_ms} ms, paid until {paid_until_ms} ms"
+    _save(ctx, _append(ctx, entry, (Step.RENEWED, detail), (Step.FEE_PAID, split)))
+    return Outcome(encode(Renewal(total, paid_until_ms)))
 
 
 def delete(ctx: Context) -> Outcome:
@@ -539,5 +592,6 @@ class VaultFamily(TableFamily):
         ANSWER_REQUEST: answer_request,
         AUTHORIZE_DOWNLOAD: authorize_download,
         DELETE: delete,
+        RENEW: renew,
     }
     roles: ClassVar[dict[str, tuple[Role, ...]]] = dict.fromkeys(operations, ANYONE)

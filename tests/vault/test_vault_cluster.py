@@ -31,13 +31,13 @@ from typing import Any
 import pytest
 
 from client.config import load_config
-from client.vault import AsyncVaultClient, VaultClient
+from client.vault import MONTHS_DEFAULT, AsyncVaultClient, VaultClient
 from ledger.encoding import encode
 from ledger.families import vault as v
 from ledger.families.vault import MIB, mebibytes
 from ledger.keyfile import load_private_key
 from ledger.keys import PrivateKey
-from node.up import DEV_APPLY_FEE, DEV_BALANCE, DEV_VAULT_DOWNLOAD, DEV_VAULT_STORE_PER_MIB
+from node.up import DEV_APPLY_FEE, DEV_BALANCE, DEV_VAULT_DOWNLOAD, DEV_VAULT_STORE_PER_MIB_MONTH
 
 pytestmark = pytest.mark.cluster
 
@@ -224,8 +224,8 @@ def test_large_file_stored_shared_refused_replicated_and_erased(
     assert len(institutions) >= 2  # f + 1 with n = 4
     assert stored["uploaded_chunks"] == len(institutions) * stored["chunks"]
 
-    # The storage fee: per MiB, to each storing institution.
-    per_institution = DEV_VAULT_STORE_PER_MIB * mebibytes(LARGE_FILE_BYTES)
+    # The storage fee: per MiB and month (12 by default), to each storing institution.
+    per_institution = DEV_VAULT_STORE_PER_MIB_MONTH * mebibytes(LARGE_FILE_BYTES) * MONTHS_DEFAULT
     assert stored["storage_fee"] == per_institution * len(institutions)
     assert balance(consortium) == owner_before - stored["storage_fee"]
     paid = revenue(sdk, institutions)
@@ -398,7 +398,8 @@ def test_access_request_holds_refunds_and_pays_the_download_fee(
     digest = write_seeded_file(document, 3 * MIB + 123, seed=7)
     stored = consortium.ok("vault", "put", str(document))
     institutions = stored["institutions"]
-    assert stored["storage_fee"] == DEV_VAULT_STORE_PER_MIB * 4 * len(institutions)
+    fee = DEV_VAULT_STORE_PER_MIB_MONTH * 4 * MONTHS_DEFAULT * len(institutions)
+    assert stored["storage_fee"] == fee
 
     start = balance(consortium, "stranger")
     first = consortium.ok("vault", "request", digest, "--reason", "court case", identity="stranger")
@@ -459,3 +460,33 @@ def test_an_upload_interrupted_by_a_stopped_node_resumes_where_it_stopped(
         assert len(chunk_files(consortium.data / name)) >= resumed["chunks"]
     fetched = consortium.ok("vault", "get", digest, "--out", str(tmp_path / "back"))
     assert fetched["evidence_id"] == digest and sha256_of(tmp_path / "back") == digest
+
+
+def test_storage_is_paid_by_size_and_time_and_renewed_from_the_command_line(
+    consortium: Any, people: People, sdk: VaultClient, tmp_path: Path
+) -> None:
+    document = tmp_path / "lease.pdf"
+    digest = write_seeded_file(document, 2 * MIB + 5, seed=3)  # charged as 3 MiB
+    start = balance(consortium)
+    stored = consortium.ok("vault", "put", str(document), "--months", "2")
+    institutions = stored["institutions"]
+    per_month = DEV_VAULT_STORE_PER_MIB_MONTH * 3  # to each storing institution
+    assert stored["storage_fee"] == per_month * 2 * len(institutions)
+    assert balance(consortium) == start - stored["storage_fee"]
+
+    before = revenue(sdk, institutions)
+    renewed = consortium.ok("vault", "renew", digest, "--months", "5")
+    assert renewed["fee_paid"] == per_month * 5 * len(institutions)
+    assert renewed["paid_until_ms"] == stored["paid_until_ms"] + 5 * v.MONTH_MS
+    assert balance(consortium) == start - stored["storage_fee"] - renewed["fee_paid"]
+    after = revenue(sdk, institutions)
+    assert all(after[name] - before[name] == per_month * 5 for name in institutions)
+    shown = consortium.ok("vault", "show", digest)
+    assert shown["paid_until_ms"] == renewed["paid_until_ms"]
+    assert [e["step"] for e in shown["history"]][-2:] == ["renewed", "fee_paid"]
+
+    assert "not_owner" in consortium.refused(
+        "vault", "renew", digest, "--months", "1", identity="stranger"
+    )
+    assert "1 to 120 months" in consortium.refused("vault", "renew", digest, "--months", "0")
+    assert balance(consortium) == start - stored["storage_fee"] - renewed["fee_paid"]

@@ -1,4 +1,7 @@
-"""The vault family's rules, executed on a small in-memory state (no node, no network)."""
+"""The vault family's rules, executed on a small in-memory state (no node, no network).
+
+Block time is an input here (`Chain.time_ms`), so storage terms are tested by moving it.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -23,11 +28,16 @@ from ledger.families.fees import (
 from ledger.families.governance import INSTITUTIONS_KEY, Member, Members
 from ledger.families.identity import Identity, Role, identity_key
 from ledger.keys import PrivateKey
-from ledger.tx import TransactionBody, sign_transaction
+from ledger.tx import Transaction, TransactionBody, sign_transaction
+from node.admission import AdmissionRefusal, Admitted, dry_run
+from node.api import ApiError
 from node.families.base import Context, Refused
 from node.families.vault import VaultFamily
+from node.vault import _download_check
 
-STORE_PER_MIB = 2
+STORE_PER_MIB_MONTH = 2
+MONTHS = 3
+"""The storage term `store_payload` pays for."""
 DOWNLOAD = 5
 INSTITUTIONS = ("notary-office", "enterprise-1", "enterprise-2", "enterprise-3")
 SIZE = 3 * v.MIB + 1  # 4 MiB charged
@@ -52,7 +62,7 @@ class Chain:
     def get(self, cls: type, key: bytes) -> object:
         return decode(cls, self.state[key])
 
-    def run(self, sender: PrivateKey, operation: str, payload: object) -> bytes:
+    def transaction(self, sender: PrivateKey, operation: str, payload: object) -> Transaction:
         body = TransactionBody(
             "test-chain",
             sender.public_key,
@@ -62,7 +72,10 @@ class Chain:
             os.urandom(16),
             2**40,
         )
-        tx = sign_transaction(body, sender)
+        return sign_transaction(body, sender)
+
+    def run(self, sender: PrivateKey, operation: str, payload: object) -> bytes:
+        tx = self.transaction(sender, operation, payload)
         ctx = Context(self.state.get, tx, tx.id, self.height, self.time_ms)
         try:
             outcome = self.family.apply(ctx, operation)
@@ -130,7 +143,7 @@ def world() -> Iterator[World]:
     chain.put(INSTITUTIONS_KEY, Members(members, 0))
     chain.put(
         SCHEDULE_KEY,
-        Schedule((FeeEntry(v.DOWNLOAD_FEE, DOWNLOAD), FeeEntry(v.STORE_FEE, STORE_PER_MIB))),
+        Schedule((FeeEntry(v.DOWNLOAD_FEE, DOWNLOAD), FeeEntry(v.STORE_FEE, STORE_PER_MIB_MONTH))),
     )
     owner, reader, stranger = (PrivateKey.generate() for _ in range(3))
     for key in (owner, reader, stranger):
@@ -152,6 +165,7 @@ def store_payload(world: World, **changes: object) -> v.Store:
         "plaintext_size": SIZE,
         "owner_key": wrapped(),
         "institutions": INSTITUTIONS[:2],
+        "months": MONTHS,
     }
     fields.update(changes)
     return v.Store(**fields)  # type: ignore[arg-type]
@@ -177,15 +191,17 @@ def download(world: World, who: PrivateKey) -> bytes:
     return world.chain.run(who, v.AUTHORIZE_DOWNLOAD, v.AuthorizeDownload(world.evidence_id))
 
 
-def test_store_pays_each_storing_institution_per_mib(world: World) -> None:
+def test_store_pays_each_storing_institution_per_mib_and_month(world: World) -> None:
+    stored_at_ms = world.chain.time_ms
     stored(world)
-    fee = STORE_PER_MIB * 4
+    fee = STORE_PER_MIB_MONTH * 4 * MONTHS
     assert world.chain.balance(world.owner) == Account(1_000 - 2 * fee, 0)
     for name in INSTITUTIONS[:2]:
         revenue = decode(Account, world.chain.state[institution_account_key(name)])
         assert revenue.balance == fee
     entry = world.chain.entry(world.evidence_id)
     assert (entry.storage_fee, entry.chunk_count, entry.deleted) == (2 * fee, 4, False)
+    assert entry.paid_until_ms == stored_at_ms + MONTHS * v.MONTH_MS
     assert world.chain.history(world.evidence_id) == [v.Step.STORED, v.Step.FEE_PAID]
 
 
@@ -241,7 +257,8 @@ def test_a_grantee_downloads_and_pays_the_storing_institutions(world: World) -> 
         decode(Account, world.chain.state[institution_account_key(n)]).balance
         for n in INSTITUTIONS[:2]
     )
-    assert (first, second) == (STORE_PER_MIB * 4 + 3, STORE_PER_MIB * 4 + 2)  # 5 split 3 + 2
+    storage = STORE_PER_MIB_MONTH * 4 * MONTHS
+    assert (first, second) == (storage + 3, storage + 2)  # 5 split 3 + 2
 
 
 def test_non_grantee_revoked_and_expired_grants_are_refused(world: World) -> None:
@@ -372,3 +389,189 @@ def test_erasure_refunds_holds_and_refuses_everything_after(world: World) -> Non
         v.Step.REQUEST_CANCELLED,
         v.Step.FEE_REFUNDED,
     ]
+
+
+# ---------------------------------------------------------------- retention: size and time
+
+
+def renew(world: World, months: int, who: PrivateKey | None = None) -> v.Renewal:
+    result = world.chain.run(who or world.owner, v.RENEW, v.Renew(world.evidence_id, months))
+    return decode(v.Renewal, result)
+
+
+def revenues(chain: Chain) -> dict[str, int]:
+    found = {}
+    for name in INSTITUTIONS:
+        data = chain.state.get(institution_account_key(name))
+        found[name] = 0 if data is None else decode(Account, data).balance
+    return found
+
+
+@pytest.mark.parametrize("months", [0, -1, v.MONTHS_MAX + 1, 10**6])
+def test_a_store_for_a_bad_number_of_months_is_refused(world: World, months: int) -> None:
+    refusal = world.chain.refused(world.owner, v.STORE, store_payload(world, months=months))
+    assert refusal.code == "bad_payload"
+    assert "months" in refusal.reason and str(months) in refusal.reason
+
+
+@pytest.mark.parametrize("months", [v.MONTHS_MIN, v.MONTHS_MAX])
+def test_the_storage_fee_is_per_mib_per_month_on_each_institution(
+    world: World, months: int
+) -> None:
+    chain = world.chain
+    chain.put(account_key(world.owner.public_key), Account(10**6, 0))
+    stored_at_ms = chain.time_ms
+    chain.run(world.owner, v.STORE, store_payload(world, months=months))
+    per_institution = STORE_PER_MIB_MONTH * 4 * months  # SIZE is charged as 4 MiB
+    assert chain.balance(world.owner) == Account(10**6 - 2 * per_institution, 0)
+    assert revenues(chain) == {
+        INSTITUTIONS[0]: per_institution,
+        INSTITUTIONS[1]: per_institution,
+        INSTITUTIONS[2]: 0,
+        INSTITUTIONS[3]: 0,
+    }
+    entry = chain.entry(world.evidence_id)
+    assert entry.paid_until_ms == stored_at_ms + months * 30 * 24 * 3600 * 1000
+    assert entry.storage_fee == 2 * per_institution
+
+
+def test_renewing_pays_by_size_and_time_and_extends_the_paid_term(world: World) -> None:
+    stored(world)
+    chain = world.chain
+    first = chain.entry(world.evidence_id)
+    owner_before, revenue_before = chain.balance(world.owner), revenues(chain)
+    renewal = renew(world, 5)
+    per_institution = STORE_PER_MIB_MONTH * 4 * 5
+    assert renewal == v.Renewal(2 * per_institution, first.paid_until_ms + 5 * v.MONTH_MS)
+    assert chain.balance(world.owner) == Account(owner_before.balance - 2 * per_institution, 0)
+    after = revenues(chain)
+    for name in INSTITUTIONS[:2]:
+        assert after[name] == revenue_before[name] + per_institution
+    entry = chain.entry(world.evidence_id)
+    # Not lapsed: the term runs on from its end, not from now.
+    assert entry.paid_until_ms == first.paid_until_ms + 5 * v.MONTH_MS
+    assert entry.storage_fee == first.storage_fee + 2 * per_institution
+    assert chain.history(world.evidence_id)[-2:] == [v.Step.RENEWED, v.Step.FEE_PAID]
+    renewed = decode(v.Event, chain.state[v.history_key(world.evidence_id, entry.events - 2)])
+    assert renewed.actor == world.owner.public_key
+    assert str(entry.paid_until_ms) in renewed.detail
+
+
+def test_renewing_lapsed_storage_runs_from_now(world: World) -> None:
+    stored(world)
+    chain = world.chain
+    lapsed_at_ms = chain.entry(world.evidence_id).paid_until_ms
+    chain.time_ms = lapsed_at_ms + 7 * 24 * 3_600_000  # a week after the term ended
+    renewed_at_ms = chain.time_ms
+    assert renew(world, 2).paid_until_ms == renewed_at_ms + 2 * v.MONTH_MS
+    assert chain.entry(world.evidence_id).paid_until_ms == renewed_at_ms + 2 * v.MONTH_MS
+
+
+def test_downloads_are_refused_while_storage_has_lapsed_and_work_after_renewal(
+    world: World,
+) -> None:
+    stored(world)
+    chain = world.chain
+    grant(world, world.reader)
+    paid_until_ms = chain.entry(world.evidence_id).paid_until_ms
+    chain.time_ms = paid_until_ms  # the last paid millisecond
+    download(world, world.reader)
+    chain.time_ms = paid_until_ms + 1
+    for who in (world.reader, world.owner):
+        before = chain.balance(who)
+        refusal = chain.refused(who, v.AUTHORIZE_DOWNLOAD, v.AuthorizeDownload(world.evidence_id))
+        assert refusal.code == "storage_lapsed"
+        assert str(paid_until_ms) in refusal.reason
+        assert chain.balance(who) == before
+
+    # Grants, revocations, access requests and erasure stay possible while lapsed.
+    grant(world, world.stranger)
+    chain.run(
+        world.owner,
+        v.REVOKE_GRANT,
+        v.RevokeGrant(world.evidence_id, world.stranger.public_key, "ended"),
+    )
+    newcomer = PrivateKey.generate()
+    enrol(chain, newcomer, 100)
+    chain.run(newcomer, v.REQUEST_ACCESS, v.RequestAccess(world.evidence_id, "audit"))
+    assert not chain.entry(world.evidence_id).deleted  # nothing was dropped by the lapse
+
+    renew(world, 1)
+    revenue = chain.revenue()
+    download(world, world.reader)
+    assert chain.revenue() == revenue + DOWNLOAD
+    download(world, world.owner)
+
+
+def test_refused_renewals_change_nothing(world: World) -> None:
+    chain = world.chain
+    payload = v.Renew(world.evidence_id, 1)
+    assert chain.refused(world.owner, v.RENEW, payload).code == "unknown_vault_entry"
+    stored(world)
+    assert chain.refused(world.reader, v.RENEW, payload).code == "not_owner"
+    for months in (0, -3, v.MONTHS_MAX + 1):
+        refusal = chain.refused(world.owner, v.RENEW, v.Renew(world.evidence_id, months))
+        assert refusal.code == "bad_payload" and "months" in refusal.reason
+    chain.put(account_key(world.owner.public_key), Account(STORE_PER_MIB_MONTH * 4 * 2 - 1, 0))
+    assert chain.refused(world.owner, v.RENEW, payload).code == "insufficient_balance"
+    chain.put(account_key(world.owner.public_key), Account(1_000, 0))
+    chain.run(world.owner, v.DELETE, v.Delete(world.evidence_id, "erasure request"))
+    assert chain.refused(world.owner, v.RENEW, payload).code == "deleted"
+    assert chain.refused(world.reader, v.RENEW, payload).code == "deleted"
+
+
+def test_admission_refuses_what_execution_refuses(world: World) -> None:
+    """Admission dry-runs on the latest state at the node's clock: the harness's block times
+    are in 1970, so its entries have long lapsed by now."""
+    chain = world.chain
+
+    def admit(sender: PrivateKey, operation: str, payload: object) -> None:
+        tx = chain.transaction(sender, operation, payload)
+        before = dict(chain.state)
+        try:
+            dry_run(Admitted(tx, tx.id), chain.family, chain.state.get, chain.height)
+        finally:
+            assert chain.state == before
+
+    with pytest.raises(AdmissionRefusal) as caught:
+        admit(world.owner, v.STORE, store_payload(world, months=0))
+    assert caught.value.code == "bad_payload"
+    stored(world)
+    grant(world, world.reader)
+    for who in (world.reader, world.owner):
+        with pytest.raises(AdmissionRefusal) as caught:
+            admit(who, v.AUTHORIZE_DOWNLOAD, v.AuthorizeDownload(world.evidence_id))
+        assert caught.value.code == "storage_lapsed"
+    cases: list[tuple[PrivateKey, str, object, str]] = [
+        (world.reader, v.RENEW, v.Renew(world.evidence_id, 1), "not_owner"),
+        (world.owner, v.RENEW, v.Renew(world.evidence_id, 0), "bad_payload"),
+    ]
+    for sender, operation, payload, code in cases:
+        with pytest.raises(AdmissionRefusal) as caught:
+            admit(sender, operation, payload)
+        assert caught.value.code == code
+    admit(world.owner, v.RENEW, v.Renew(world.evidence_id, 1))  # admitted
+
+
+def test_a_node_refuses_to_serve_lapsed_content_until_it_is_renewed(world: World) -> None:
+    """The download route's state checks (`node.vault._download_check`), at the node's clock."""
+    stored(world)
+    chain = world.chain
+    grant(world, world.reader)
+    paid_until_ms = chain.entry(world.evidence_id).paid_until_ms
+    chain.time_ms = paid_until_ms - 60_000  # authorized a minute before the term ends
+    authorization = download(world, world.reader)
+    request = v.DownloadRequest("test-chain", authorization, world.evidence_id, 0, 0)
+    signed = v.SignedDownload(request, world.reader.public_key, bytes(64))
+    reader: Any = SimpleNamespace(state=chain.state.get)
+    node: Any = SimpleNamespace(config=SimpleNamespace(institution=INSTITUTIONS[0]))
+
+    def check(now_ms: int) -> v.Entry:
+        return _download_check(reader, node, signed, chain.height, now_ms)
+
+    assert check(paid_until_ms).evidence_id == world.evidence_id
+    with pytest.raises(ApiError) as caught:
+        check(paid_until_ms + 1)
+    assert (caught.value.status, caught.value.code) == (403, "storage_lapsed")
+    renew(world, 1)
+    assert check(paid_until_ms + 1).paid_until_ms == paid_until_ms + v.MONTH_MS

@@ -31,6 +31,7 @@ def entry(chunks: list[bytes], owner: bytes = b"o" * 32) -> v.Entry:
         stored_time_ms=1,
         store_tx_id=bytes(32),
         storage_fee=0,
+        paid_until_ms=1 + v.MONTH_MS,
         grantees=(),
         open_requests=(),
         downloads=0,
