@@ -13,16 +13,32 @@ import json
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from client import commands, vault_commands
 from client.errors import ClientError
 from client.vault import MONTHS_DEFAULT
 from ledger import __version__
+from ledger.errors import (
+    CertificateError,
+    DecodeError,
+    LedgerError,
+    ProofError,
+    SignatureError,
+)
 from ledger.families.vault import MONTHS_MAX, MONTHS_MIN
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a command-line mistake is one line on stderr (then exit status 2),
+    not the usage block; `--help` still prints the full usage. Subcommands inherit it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {' '.join(message.split())}\n")
+
 
 Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, dict[str, Any]]]
 
@@ -41,7 +57,7 @@ def _add(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="notarychain",
         description="Register evidence, follow notarizations and verify proofs on a Notary chain.",
     )
@@ -117,7 +133,11 @@ def _evidence(top: Any) -> None:
         "notarychain evidence add photos/ contract.pdf --receipts receipts/",
     )
     add.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    add.add_argument("--receipts", type=Path, help="write NAME.receipt.json per file here")
+    add.add_argument(
+        "--receipts",
+        type=Path,
+        help="write NAME.receipt.json per file here (a folder's files at their path under it)",
+    )
     add.add_argument("--kind", choices=KINDS, default="auto")
     add.add_argument(
         "--private", action="store_true", help="register a salted commitment instead of the hash"
@@ -406,12 +426,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         result = asyncio.run(handler(args))
-    except ClientError as exc:
-        if args.json:
-            print(json.dumps({"state": "failed", "reason": str(exc)}))
-        print(f"notarychain: {exc}", file=sys.stderr)
-        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # the boundary: one line, never a traceback
+        reason = failure_reason(exc)
+        if args.json:
+            print(json.dumps({"state": "failed", "reason": reason}))
+        print(f"notarychain: {reason}", file=sys.stderr)
+        return EXIT_FAILED
     commands.print_result(result, args.json, args.quiet)
     return 0
+
+
+def failure_reason(exc: Exception) -> str:
+    """One line for any failure: the SDK's and the ledger's errors say what is wrong; any
+    other exception is a bug in this program, reported as such."""
+    if isinstance(exc, ClientError):
+        text = str(exc)
+    elif isinstance(exc, ProofError | CertificateError):
+        text = f"the proof does not verify: {exc}"
+    elif isinstance(exc, DecodeError):
+        text = f"malformed data: {exc}"
+    elif isinstance(exc, SignatureError):
+        text = f"bad signature or key: {exc}"
+    elif isinstance(exc, LedgerError):
+        text = str(exc)
+    elif isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        text = f"{where}{exc.strerror or exc}"
+    else:
+        text = f"internal error ({type(exc).__name__}: {exc}); please report it"
+    return " ".join(text.split()) or type(exc).__name__

@@ -11,12 +11,12 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from client.config import ClientConfig, find_config, load_config, load_genesis
-from client.errors import ClientError, ConfigError, VerificationFailed
+from client.errors import ClientError, ConfigError, ProofInvalid, VerificationFailed
 from client.files import (
+    Found,
     HashedFile,
     expand,
     kind_of,
@@ -24,6 +24,7 @@ from client.files import (
     receipt_document,
     receipt_path,
     sha256_file,
+    shared_receipt,
 )
 from client.sdk import AsyncClient
 from client.verify import Proven, check_not_revoked, verify_certificate, verify_receipt
@@ -193,16 +194,20 @@ class Progress:
             sys.stderr.write("\n")
 
 
-def _hash_all(paths: list[Path], args: argparse.Namespace, progress: Progress) -> list[HashedFile]:
-    def one(path: Path) -> HashedFile:
-        digest, size = sha256_file(path)
+def _hash_all(found: list[Found], args: argparse.Namespace, progress: Progress) -> list[HashedFile]:
+    def one(item: Found) -> HashedFile:
+        path = item.path
+        try:
+            digest, size = sha256_file(path)
+        except OSError as exc:
+            raise ClientError(f"{path}: cannot read: {exc.strerror or exc}") from None
         kind = kind_of(path) if args.kind == "auto" else evidence.Kind[args.kind.upper()]
         salt = os.urandom(32) if args.private else None
-        return HashedFile(path, digest, size, kind, salt)
+        return HashedFile(path, digest, size, kind, salt, item.relative)
 
     hashed: list[HashedFile] = []
     with ThreadPoolExecutor(HASH_THREADS) as pool:
-        for item in pool.map(one, paths):
+        for item in pool.map(one, found):
             hashed.append(item)
             progress.advance()
     return hashed
@@ -210,14 +215,21 @@ def _hash_all(paths: list[Path], args: argparse.Namespace, progress: Progress) -
 
 async def evidence_add(args: argparse.Namespace) -> dict[str, Any]:
     try:
-        paths = expand(list(args.paths))
+        found = expand(list(args.paths))
     except OSError as exc:
         raise ClientError(str(exc)) from None
-    if not paths:
+    if not found:
         raise ClientError("no files to register")
-    show = progress_enabled(args) and len(paths) > 1
-    hashing = Progress(len(paths), "hashing   ", show)
-    hashed = await asyncio.get_running_loop().run_in_executor(None, _hash_all, paths, args, hashing)
+    clash = shared_receipt(found) if args.receipts is not None else None
+    if clash is not None:
+        one, other, name = clash
+        raise ClientError(
+            f"{one} and {other} would share the receipt {args.receipts / name}: "
+            "register them with separate --receipts folders"
+        )
+    show = progress_enabled(args) and len(found) > 1
+    hashing = Progress(len(found), "hashing   ", show)
+    hashed = await asyncio.get_running_loop().run_in_executor(None, _hash_all, found, args, hashing)
     hashing.finish()
     if args.receipts is not None:
         args.receipts.mkdir(parents=True, exist_ok=True)
@@ -269,13 +281,18 @@ async def _register_chunk(
         async with semaphore:
             bundle, verified = await client.proof("evidence", item.evidence_id.hex())
         record = verified.state.get(evidence.evidence_key(item.evidence_id))
-        assert record is not None
+        if record is None:
+            raise ProofInvalid(
+                f"{item.path}: the node's proof shows no evidence {item.evidence_id.hex()}"
+            )
         proven = decode(evidence.Evidence, record)
         if args.receipts is not None:
             document = receipt_document(
                 item, proven.tx_id.hex(), proven.height, proven.time_ms, bundle
             )
-            receipt_path(args.receipts, item).write_text(json.dumps(document, indent=2) + "\n")
+            target = receipt_path(args.receipts, item)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(document, indent=2) + "\n")
         return {
             "file": str(item.path),
             "evidence_id": item.evidence_id.hex(),

@@ -3,7 +3,11 @@
 A file is hashed in 1 MiB chunks, so a large video never sits in memory. A
 receipt (`NAME.receipt.json`) records what was registered for one file and
 the proof bundle that proves it, so the file can be verified later with the
-client and the genesis alone.
+client and the genesis alone. A file named directly has its receipt at the
+top of the receipts folder; a file found under a folder named has it at the
+same relative path (`cases/case-1/notes.txt` registered as `cases` gets
+`RECEIPTS/case-1/notes.txt.receipt.json`), so files of the same name in
+different folders never share a receipt.
 """
 
 from __future__ import annotations
@@ -66,17 +70,36 @@ def sha256_file(path: Path) -> tuple[bytes, int]:
     return digest.digest(), size
 
 
-def expand(paths: list[Path]) -> list[Path]:
+@dataclass(frozen=True, slots=True)
+class Found:
+    path: Path
+    relative: Path
+    """Where its receipt goes: the path under the folder named, or the file's own name."""
+
+
+def expand(paths: list[Path]) -> list[Found]:
     """Files named, and files under folders named (sorted, hidden files skipped)."""
-    found: list[Path] = []
+    found: list[Found] = []
     for path in paths:
         if path.is_dir():
-            found.extend(sorted(p for p in _walk(path) if p.is_file()))
+            files = sorted(p for p in _walk(path) if p.is_file())
+            found.extend(Found(p, p.relative_to(path)) for p in files)
         elif path.is_file():
-            found.append(path)
+            found.append(Found(path, Path(path.name)))
         else:
             raise VerificationFailed(f"{path}: no such file or folder")
     return found
+
+
+def shared_receipt(found: list[Found]) -> tuple[Path, Path, Path] | None:
+    """Two files whose receipts would have the same name, and that name (None: no clash)."""
+    seen: dict[Path, Path] = {}
+    for item in found:
+        name = receipt_name(item.relative)
+        if name in seen:
+            return seen[name], item.path, name
+        seen[name] = item.path
+    return None
 
 
 def _walk(root: Path) -> Iterator[Path]:
@@ -94,6 +117,8 @@ class HashedFile:
     size: int
     kind: Kind
     salt: bytes | None
+    relative: Path | None = None
+    """Where its receipt goes under the receipts folder (None: the file's name)."""
 
     @property
     def evidence_id(self) -> bytes:
@@ -119,8 +144,12 @@ def receipt_document(
     }
 
 
+def receipt_name(relative: Path) -> Path:
+    return relative.parent / f"{relative.name}.receipt.json"
+
+
 def receipt_path(directory: Path, item: HashedFile) -> Path:
-    return directory / f"{item.path.name}.receipt.json"
+    return directory / receipt_name(item.relative or Path(item.path.name))
 
 
 def load_json_file(path: Path, what: str) -> dict[str, Any]:

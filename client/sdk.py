@@ -18,7 +18,7 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -290,19 +290,37 @@ class AsyncClient:
             await asyncio.sleep(0.2)
 
     async def proof(self, kind: str, record_id: str) -> tuple[ProofBundle, Verified]:
-        """A record's proof bundle from any node, verified against the genesis."""
+        """A record's proof bundle from any node, verified against the genesis.
+
+        `kind` is one of `PROOF_KINDS`. The bundle must answer the question asked: it
+        covers the record's state key (its value or its absence) and, for a transaction,
+        includes that transaction; else `ProofInvalid`, however valid its signatures.
+        """
+        key, tx_id = proof_subject(kind, record_id)
         data = await self._provable(f"/v1/proofs/{kind}/{record_id}", raw=True)
         try:
             bundle = decode(ProofBundle, data)
             verified = verify_bundle(bundle, self.genesis)
         except LedgerError as exc:
             raise ProofInvalid(f"the node's proof does not verify: {exc}") from None
+        if key is not None and key not in verified.state:
+            raise ProofInvalid(f"the node's proof is not about {kind} {record_id}")
+        if tx_id is not None and all(tx.id != tx_id for tx, _ in verified.transactions):
+            raise ProofInvalid(f"the node's proof does not include transaction {record_id}")
         return bundle, verified
 
     async def proven_record(self, kind: str, key: bytes, record_id: str, cls: type[T]) -> T | None:
+        """The record under `key`, proven (None: proven absent). The bundle must cover `key`."""
         _, verified = await self.proof(kind, record_id)
-        value = verified.state.get(key)
-        return None if value is None else decode(cls, value)
+        if key not in verified.state:
+            raise ProofInvalid(f"the node's proof of {kind} {record_id} does not cover this key")
+        value = verified.state[key]
+        if value is None:
+            return None
+        try:
+            return decode(cls, value)
+        except LedgerError as exc:
+            raise ProofInvalid(f"the proven {kind} record does not decode: {exc}") from None
 
     async def quorum_get(self, path: str) -> Any:
         """An answer that f + 1 nodes gave identically (at least one of them is honest)."""
@@ -327,7 +345,31 @@ class AsyncClient:
         data = await self._provable(f"/v1/certificates/{certificate_id}/document", raw=False)
         if not isinstance(data, dict):
             raise ProofInvalid("the node's certificate document is not a JSON object")
+        if str(data.get("certificate_id")).lower() != certificate_id.lower():
+            raise ProofInvalid(f"the node's document is not about certificate {certificate_id}")
         return data
+
+
+PROOF_KINDS: Final[dict[str, Callable[[bytes], bytes] | None]] = {
+    "evidence": evidence.evidence_key,
+    "applications": notarization.application_key,
+    "certificates": notarization.certificate_key,
+    "state": lambda key: key,
+    "transactions": None,
+}
+"""What `AsyncClient.proof` can ask for: the state key of a record id (None: a transaction)."""
+
+
+def proof_subject(kind: str, record_id: str) -> tuple[bytes | None, bytes | None]:
+    """(state key, transaction id) a proof of `kind` `record_id` must cover."""
+    if kind not in PROOF_KINDS:
+        raise ClientError(f"no proofs of {kind!r}; one of {', '.join(PROOF_KINDS)}")
+    try:
+        raw = bytes.fromhex(record_id)
+    except ValueError:
+        raise ClientError(f"{kind} id {record_id[:80]!r} is not hex") from None
+    key_of = PROOF_KINDS[kind]
+    return (None, raw) if key_of is None else (key_of(raw), None)
 
 
 def load_key(path: Path, passphrase: bytes | None = None) -> PrivateKey:

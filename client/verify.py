@@ -140,7 +140,10 @@ def verify_certificate(path: Path | None, document: dict[str, Any], genesis: Gen
 
 def check_not_revoked(certificate_id: bytes, verified: Verified) -> None:
     """With a fresh proof from the chain: is the certificate still active?"""
-    certificate = proven_certificate(verified, certificate_id)
+    try:
+        certificate = proven_certificate(verified, certificate_id)
+    except LedgerError as exc:
+        raise VerificationFailed(f"the chain's proof of the certificate's status: {exc}") from None
     if certificate.state is CertificateState.REVOKED:
         raise VerificationFailed(
             f"the certificate was revoked at height {certificate.revoked_height}: "

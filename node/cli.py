@@ -13,6 +13,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from ledger import __version__
 from ledger.errors import LedgerError
@@ -36,6 +37,14 @@ EXIT_USAGE = 2
 EXIT_FAILED = 1
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a command-line mistake is one line on stderr (then exit status 2),
+    not the usage block; `--help` still prints the full usage. Subcommands inherit it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
 def _institution(text: str) -> tuple[str, str]:
     name, sep, role = text.partition(":")
     if not sep or not name or role not in ("notary", "enterprise", "observer"):
@@ -46,7 +55,7 @@ def _institution(text: str) -> tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="notarychain-node",
         description="Run a Notary chain node: one per institution of the consortium.",
     )
