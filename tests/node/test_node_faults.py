@@ -1,0 +1,253 @@
+"""Crash faults: kill -9 the primary or a backup under load, then restart it.
+
+The pause after the primary is killed is measured and written to
+`primary_kill_pause.json` under the test's tmp_path (and printed); it is a
+measurement, not an assertion.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from ledger.genesis import ConsensusSettings
+
+if TYPE_CHECKING:
+    from tests.node.conftest import Cluster, Load
+
+PRIMARY = 0  # notary-office: replica 0, primary of view 0
+BACKUP = 2  # enterprise-2
+
+
+def assert_present(cluster: Cluster, load: Load, nodes: list[int]) -> None:
+    """Every transaction the client saw committed is committed on each node, at one height."""
+    commits = list(load.commits.values())
+    txs = [c.tx for c in commits]
+    per_node = {i: cluster.statuses_of(txs, i) for i in nodes}
+    for k, commit in enumerate(commits):
+        states = {cluster.name(i): per_node[i][k] for i in nodes}
+        assert all(s["state"] == "committed" for s in states.values()), (commit.tx.id, states)
+        heights = {s["height"] for s in states.values()}
+        assert heights == {commit.height}, (commit.tx.id, commit.height, states)
+
+
+def assert_identical_chains(cluster: Cluster, nodes: list[int], height: int) -> None:
+    chains = {i: cluster.block_hashes(i, height) for i in nodes}
+    for h in range(1, height + 1):
+        hashes = {cluster.name(i): chains[i][h - 1] for i in nodes}
+        assert len(set(hashes.values())) == 1, f"block {h} differs: {hashes}"
+
+
+def wait_view_change(cluster: Cluster, nodes: list[int], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    last: list[Any] = []
+    for _ in range(int(timeout / 0.2) + 10):
+        last = [cluster.try_status(i) for i in nodes]
+        if all(s is not None and s["view"] > 0 and s["view_active"] for s in last):
+            return
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    summary = [None if s is None else (s["view"], s["view_active"], s["height"]) for s in last]
+    raise cluster.fail(f"no view change installed on {nodes} in {timeout:.0f} s: {summary}")
+
+
+@pytest.mark.cluster
+def test_primary_killed_view_change_then_restart_catches_up(
+    make_cluster: Callable[..., Cluster],
+    fast_consensus: ConsensusSettings,
+    tmp_path: Path,
+    record_property: Callable[[str, object], None],
+) -> None:
+    cluster = make_cluster(consensus=fast_consensus)
+    survivors = [i for i in range(cluster.n) if i != PRIMARY]
+    assert cluster.status(PRIMARY)["primary"] == PRIMARY
+
+    load = cluster.load(survivors, interval=0.02).start()
+    monitor = cluster.monitor(survivors[0]).start()
+    try:
+        before = time.monotonic()
+        deadline = before + 60
+        while len(load.commits) < 50 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(load.commits) >= 50, f"no progress before the kill: {load.summary()}"
+        committed_before = dict(load.commits)
+
+        height_at_kill = cluster.height(survivors[0])
+        killed_at = time.monotonic()
+        cluster.kill(PRIMARY)
+
+        wait_view_change(cluster, survivors)
+        # Commits resume: transactions submitted after the view change commit.
+        resume_deadline = time.monotonic() + 60
+        while time.monotonic() < resume_deadline:
+            after = [c for c in load.commits.values() if c.acked_at > killed_at]
+            if len(after) >= 50:
+                break
+            time.sleep(0.1)
+        after = [c for c in load.commits.values() if c.acked_at > killed_at]
+        assert len(after) >= 50, f"commits did not resume after the kill: {load.summary()}"
+    finally:
+        load.stop()
+        monitor.stop()
+
+    # The pause: from the kill to the first commit after it on a survivor (measured only).
+    first_commit = next(
+        ((t, h, v) for t, h, v, _ in monitor.samples if t > killed_at and h > height_at_kill),
+        None,
+    )
+    first_new_view_commit = next(
+        (
+            (t, h, v)
+            for t, h, v, active in monitor.samples
+            if t > killed_at and h > height_at_kill and v > 0 and active
+        ),
+        None,
+    )
+    first_client_commit = min(
+        (c.at for c in load.commits.values() if c.at > killed_at), default=None
+    )
+    pause = {
+        "kill_to_first_commit_s": None if first_commit is None else first_commit[0] - killed_at,
+        "kill_to_first_commit_in_new_view_s": None
+        if first_new_view_commit is None
+        else first_new_view_commit[0] - killed_at,
+        "kill_to_first_client_observed_commit_s": None
+        if first_client_commit is None
+        else first_client_commit - killed_at,
+        "height_at_kill": height_at_kill,
+        "view_after": None if first_new_view_commit is None else first_new_view_commit[2],
+        "consensus": {
+            "request_timeout_ms": fast_consensus.request_timeout_ms,
+            "view_change_timeout_ms": fast_consensus.view_change_timeout_ms,
+        },
+    }
+    (tmp_path / "primary_kill_pause.json").write_text(json.dumps(pause, indent=2))
+    print(f"\nprimary-kill pause: {json.dumps(pause)}")
+    record_property("primary_kill_pause", json.dumps(pause))
+
+    assert not load.not_committed, (
+        f"acknowledged but never committed: {load.summary()}; nodes: {cluster.summary()}"
+    )
+    height = cluster.wait_settled(survivors, timeout=60)
+    for i in survivors:
+        status = cluster.status(i)
+        assert status["view"] > 0 and status["view_active"], status
+        assert status["primary"] != PRIMARY, status
+    assert_present(cluster, load, survivors)
+    assert all(c.tx.id in load.commits for c in committed_before.values())
+    assert_identical_chains(cluster, survivors, height)
+
+    # Restart the killed primary: it catches up to the same height and latest block.
+    cluster.restart(PRIMARY)
+    cluster.wait_ready()
+    cluster.wait_height(PRIMARY, height, timeout=60)
+    assert cluster.wait_settled(timeout=60) == height
+    latest = {cluster.name(i): cluster.block(i, height)["hash"] for i in range(cluster.n)}
+    assert len(set(latest.values())) == 1, latest
+    assert_present(cluster, load, [PRIMARY])
+
+    # And it takes part again: new transactions, some submitted to it, commit everywhere.
+    txs = cluster.make_txs(20)
+    cluster.submit_all(txs, list(range(cluster.n)))
+    for tx in txs:
+        cluster.wait_committed(tx.id, PRIMARY, timeout=60)
+    final = cluster.wait_settled(timeout=60)
+    assert final > height
+    assert_identical_chains(cluster, list(range(cluster.n)), final)
+
+
+@pytest.mark.cluster
+def test_backup_killed_under_load_restarts_to_identical_state(
+    make_cluster: Callable[..., Cluster],
+    fast_consensus: ConsensusSettings,
+) -> None:
+    cluster = make_cluster(consensus=fast_consensus)
+    everyone = list(range(cluster.n))
+    others = [i for i in everyone if i != BACKUP]
+
+    load = cluster.load(others, interval=0.02).start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(load.commits) < 50 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(load.commits) >= 50, f"no progress before the kill: {load.summary()}"
+        cluster.kill(BACKUP)
+        killed_at = time.monotonic()
+        # The other three keep committing without it.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if sum(c.acked_at > killed_at for c in load.commits.values()) >= 100:
+                break
+            time.sleep(0.1)
+        assert sum(c.acked_at > killed_at for c in load.commits.values()) >= 100, load.summary()
+        cluster.restart(BACKUP)
+        cluster.wait_ready()
+        load.targets = everyone  # clients reach the restarted backup too
+        restarted_at = time.monotonic()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if sum(c.acked_at > restarted_at for c in load.commits.values()) >= 100:
+                break
+            time.sleep(0.1)
+        assert sum(c.acked_at > restarted_at for c in load.commits.values()) >= 100, (
+            f"{load.summary()}; nodes: {cluster.summary()}"
+        )
+    finally:
+        load.stop()
+
+    assert not load.not_committed, (
+        f"acknowledged but never committed: {load.summary()}; nodes: {cluster.summary()}"
+    )
+    height = cluster.wait_settled(everyone, timeout=60)
+    assert_identical_chains(cluster, everyone, height)
+    assert_present(cluster, load, everyone)
+
+    checkpoints = {cluster.name(i): cluster.latest_checkpoint(i) for i in everyone}
+    assert {c["height"] for c in checkpoints.values()} == {height}, checkpoints
+    for field in ("block_hash", "state_root", "log_root", "log_size"):
+        assert len({c[field] for c in checkpoints.values()}) == 1, (field, checkpoints)
+
+
+@pytest.mark.cluster
+def test_backup_far_behind_catches_up_while_requests_keep_arriving(
+    make_cluster: Callable[..., Cluster],
+    fast_consensus: ConsensusSettings,
+) -> None:
+    """A backup restarted more than one fetch (256 blocks) behind, under load, catches up.
+
+    Clients submit to it as soon as it is up; their requests wait in its pool
+    (until it executes the blocks holding them), older than the request
+    timeout, while it is still fetching the blocks it missed.
+    """
+    cluster = make_cluster(consensus=fast_consensus)
+    everyone = list(range(cluster.n))
+    others = [i for i in everyone if i != BACKUP]
+
+    cluster.kill(BACKUP)
+    load = cluster.load(others, interval=0.02).start()
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and cluster.height(others[0]) < 400:
+            time.sleep(0.2)
+        gap = cluster.height(others[0])
+        assert gap >= 400, f"the others did not get 400 blocks ahead: {load.summary()}"
+        cluster.restart(BACKUP)
+        cluster.wait_ready()
+        load.targets = everyone  # clients now reach the restarted backup too
+        cluster.wait_height(BACKUP, gap, timeout=60)
+        cluster.wait_height(BACKUP, cluster.height(others[0]), timeout=60)
+    finally:
+        load.stop()
+
+    assert not load.not_committed, (
+        f"acknowledged but never committed: {load.summary()}; nodes: {cluster.summary()}"
+    )
+    height = cluster.wait_settled(everyone, timeout=60)
+    assert_identical_chains(cluster, everyone, height)
+    assert_present(cluster, load, everyone)
