@@ -22,13 +22,21 @@ class Parameters:
     """PBFT's log size L: sequence numbers accepted are h < n <= h + L (h: stable checkpoint)."""
     in_flight_max: int = 4
     """Batches the primary proposes beyond the last committed one before waiting."""
+    pipelined_batch_min: int = 256
+    """While a batch is in flight, the next is proposed only once this many requests (or a
+    full batch) wait; light load thus makes one small block at a time, not many tiny ones,
+    and heavy load fills the pipeline with large blocks."""
     checkpoint_interval: int = 1
     """A checkpoint is signed after every block whose height is a multiple of this."""
     view_change_timeout_ms: int = 2_000
     """Base wait for a new view; it doubles with each failed view, up to the maximum."""
     view_change_timeout_max_ms: int = 32_000
     request_timeout_ms: int = 3_000
-    """A request pending for this long without being ordered makes a backup suspect the primary."""
+    """A request pending this long without being ordered, and without any block delivered
+    meanwhile, makes a replica suspect the primary (and share the request with all)."""
+    request_wait_max_ms: int = 30_000
+    """However busy the primary, a request pending this long makes a replica suspect it
+    (a primary that orders others' requests but censors one is replaced too)."""
     resend_interval_ms: int = 500
     """Unfinished protocol steps re-send this replica's own messages this often (lossy links)."""
     status_interval_ms: int = 1_000

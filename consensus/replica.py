@@ -92,6 +92,8 @@ GENESIS_HASH = EMPTY_ROOT
 NO_EPOCH_END = 2**63
 SILENCE_STATUS_INTERVALS = 3
 VIEW_AHEAD_MAX = 1_000
+REFORWARD_REQUESTS_MAX = 256
+"""Waiting requests shared again per request timeout while the primary makes progress."""
 """ViewChanges for views further ahead than this are refused (they would pin memory)."""
 
 
@@ -133,6 +135,10 @@ class Replica:
         self.next_seq = SeqNo(1)
 
         self.last_delivered = 0
+        self.last_progress_ms = 0
+        """When a block was last delivered: a primary that makes progress is not suspected
+        merely because requests wait (see `_request_timers_ms`)."""
+        self.last_reforward_ms = 0
         self.last_block_hash = GENESIS_HASH
         self.last_block_time_ms = 0
         self.executed = 0
@@ -250,9 +256,9 @@ class Replica:
         deadlines = [self.next_resend_ms, self.next_status_ms]
         if not self.active and self.view_change_deadline_ms is not None:
             deadlines.append(self.view_change_deadline_ms)
-        oldest = self.pool.oldest_arrival_ms()
-        if self.active and oldest is not None:
-            deadlines.append(oldest + self.params.request_timeout_ms)
+        timers = self._request_timers_ms()
+        if self.active and timers is not None:
+            deadlines.extend(timers)
         if self.fetching is not None:
             deadlines.append(self.fetching[1])
         return min(deadlines)
@@ -435,6 +441,7 @@ class Replica:
     def _record_delivery(self, block: Block) -> None:
         header = block.header
         self.last_delivered = header.height
+        self.last_progress_ms = self.now_ms
         self.last_block_hash = block.hash
         self.last_block_time_ms = header.time_ms
         self._delivered_meta[header.height] = (self.last_block_hash, header.time_ms)
@@ -505,6 +512,9 @@ class Replica:
             if not candidates:
                 return
             seq = self.next_seq
+            in_flight = seq > self.last_delivered + 1
+            if in_flight and len(candidates) < self.pipelined_batch_min:
+                return  # wait for the block in flight; more requests gather meanwhile
             time_ms = max(self.now_ms, self._latest_time_before(seq) + 1)
             batch, ids, expired = build_batch(
                 self.rules, candidates, (seq, self.view, time_ms, self.keys[self.id])
@@ -521,6 +531,10 @@ class Replica:
             out.broadcast(proposal)
             self.next_seq = SeqNo(seq + 1)
             self._accept_batch(seq, pre_prepare, batch, ids, out)
+
+    @property
+    def pipelined_batch_min(self) -> int:
+        return min(self.params.pipelined_batch_min, self.params.batch_size_max)
 
     def _latest_time_before(self, seq: int) -> int:
         latest = self.last_block_time_ms
@@ -926,13 +940,18 @@ class Replica:
         deadline = self.view_change_deadline_ms
         if not self.active and deadline is not None and now >= deadline:
             self._on_view_change_timeout(out)
-        elif self.active and self._request_overdue():
-            # Tell the other replicas about the requests the primary ignores, so that they
-            # time them too and join the view change (the primary alone had them).
-            overdue = self.pool.unassigned(self.params.batch_size_max)
-            if overdue:
-                out.broadcast(Requests(tuple(tx for _, tx in overdue)))
-            self._enter_view_change(View(self.view + 1), out)
+        elif self.active and (timers := self._request_timers_ms()) is not None:
+            reforward_at, suspect_at = timers
+            if now >= suspect_at:
+                # Tell the other replicas about the requests the primary ignores, so that
+                # they time them too and join the view change (the primary alone had them).
+                self._share_waiting_requests(params.batch_size_max, out)
+                self._enter_view_change(View(self.view + 1), out)
+            elif now >= reforward_at:
+                # Requests wait while the primary makes progress: a backlog, or a forward
+                # that was lost. Every replica gets them again, and holds and times them.
+                self.last_reforward_ms = now
+                self._share_waiting_requests(REFORWARD_REQUESTS_MAX, out)
         if now >= self.next_resend_ms:
             self.next_resend_ms = now + params.resend_interval_ms
             self._resend(out)
@@ -962,15 +981,36 @@ class Replica:
         )
         self._enter_view_change(View(self.view + 1), out)
 
-    def _request_overdue(self) -> bool:
+    def _request_timers_ms(self) -> tuple[int, int] | None:
+        """(share again at, suspect the primary at) for the oldest waiting request; None
+        when nothing waits or this replica is catching up (it then sees requests that the
+        others ordered long ago).
+
+        A request waits `request_timeout_ms` from its arrival or from the primary's last
+        progress, whichever is later, so that a backlog under load is not taken for a
+        failure; but never more than `request_wait_max_ms` in all, so that a primary that
+        keeps ordering other requests while it ignores one is replaced too.
+        """
         oldest = self.pool.oldest_arrival_ms()
-        if oldest is None or self.now_ms - oldest < self.params.request_timeout_ms:
-            return False
-        # A replica that is behind sees requests others have ordered long ago: catch up first.
-        behind = self.stable_height > self.last_delivered or any(
+        if oldest is None or self._behind():
+            return None
+        params = self.params
+        timeout = params.request_timeout_ms
+        suspect_at = min(
+            oldest + params.request_wait_max_ms, max(oldest, self.last_progress_ms) + timeout
+        )
+        reforward_at = max(oldest, self.last_reforward_ms) + timeout
+        return reforward_at, suspect_at
+
+    def _behind(self) -> bool:
+        return self.stable_height > self.last_delivered or any(
             s.executed_height > self.last_delivered for s in self.peer_status.values()
         )
-        return not behind
+
+    def _share_waiting_requests(self, limit: int, out: Output) -> None:
+        waiting = self.pool.unassigned(limit)
+        if waiting:
+            out.broadcast(Requests(tuple(tx for _, tx in waiting)))
 
     def _resend(self, out: Output) -> None:
         """Links lose messages: repeat our own part of every unfinished step."""
@@ -981,7 +1021,13 @@ class Replica:
             return
         for slot in self.slots.values():
             if self.is_primary and slot.pre_prepare is not None and slot.batch is not None:
-                out.broadcast(Proposal(slot.pre_prepare, slot.batch))
+                # A proposal is large: only to the backups that have not answered it.
+                proposal = Proposal(slot.pre_prepare, slot.batch)
+                for replica in range(self.n):
+                    if replica != self.id and not (
+                        replica in slot.prepares or replica in slot.commits
+                    ):
+                        out.send.append((ReplicaId(replica), proposal))
             if slot.my_prepare is not None:
                 out.broadcast(slot.my_prepare)
             if slot.my_commit is not None:

@@ -236,9 +236,37 @@ def _model_codec(cls: type) -> _Codec:
                     raise
             raise
 
-    codec = _Codec(_model_to_wire(names, tuple(c.to_wire for c in field_codecs)), from_wire)
+    to_wire = _model_to_wire(names, tuple(c.to_wire for c in field_codecs))
+    codec = (
+        _Codec(*_cached_wire(to_wire, from_wire))
+        if getattr(cls, "__wire_cached__", False)
+        else _Codec(to_wire, from_wire)
+    )
     _codecs[cls] = codec
     return codec
+
+
+def _cached_wire(to_wire: ToWire, from_wire: FromWire) -> tuple[ToWire, FromWire]:
+    """For a model that sets `__wire_cached__` (and has a `__dict__`): its msgpack-ready
+    form is kept on the object, from decoding or from the first encoding, so a value
+    that travels through many messages and records is walked in Python only once.
+
+    Sound because a decoded value's wire form re-packs to exactly its canonical bytes
+    (`decode` checks that), and frozen models never change."""
+
+    def cached_to_wire(value: Any) -> Any:
+        attributes = value.__dict__
+        wire = attributes.get("_wire")
+        if wire is None:
+            wire = attributes["_wire"] = to_wire(value)
+        return wire
+
+    def cached_from_wire(wire: Any) -> Any:
+        value = from_wire(wire)
+        value.__dict__["_wire"] = wire
+        return value
+
+    return cached_to_wire, cached_from_wire
 
 
 def to_wire(value: object) -> Any:

@@ -92,16 +92,26 @@ class ConsensusSettings(Strict):
     batch_bytes_max: int = Field(4 * 1024 * 1024, ge=1024)
     window_size: int = Field(64, ge=4)
     in_flight_max: int = Field(4, ge=1)
+    pipelined_batch_min: int = Field(256, ge=1)
     checkpoint_interval: int = Field(1, ge=1)
     view_change_timeout_ms: int = Field(2_000, ge=10)
     view_change_timeout_max_ms: int = Field(32_000, ge=10)
     request_timeout_ms: int = Field(3_000, ge=10)
+    request_wait_max_ms: int = Field(30_000, ge=10)
     resend_interval_ms: int = Field(500, ge=10)
     status_interval_ms: int = Field(1_000, ge=10)
     clock_skew_max_ms: int = Field(5_000, ge=1)
     tx_lifetime_max_ms: int = Field(120_000, ge=1_000)
     fetch_timeout_ms: int = Field(2_000, ge=10)
     pending_requests_max: int = Field(100_000, ge=1)
+
+    @model_validator(mode="after")
+    def _bounds_are_ordered(self) -> ConsensusSettings:
+        if self.request_wait_max_ms < self.request_timeout_ms:
+            raise ValueError("request_wait_max_ms must be at least request_timeout_ms")
+        if self.view_change_timeout_max_ms < self.view_change_timeout_ms:
+            raise ValueError("view_change_timeout_max_ms must be at least view_change_timeout_ms")
+        return self
 
     def as_dict(self) -> dict[str, Any]:
         return self.model_dump()

@@ -34,7 +34,10 @@ Nonce = Annotated[bytes, Length(NONCE_BYTES)]
 @dataclass(frozen=True)
 class TransactionBody:
     """No `slots`: the signing bytes and the id are computed once and cached, because a
-    node needs them many times per transaction (admission, batching, execution, proofs)."""
+    node needs them many times per transaction (admission, batching, execution, proofs);
+    so is the msgpack-ready form (`ledger.encoding`)."""
+
+    __wire_cached__ = True
 
     chain_id: ChainId
     sender: PublicKeyBytes
@@ -58,6 +61,11 @@ class TransactionBody:
 
 @dataclass(frozen=True)
 class Transaction:
+    """Kept whole in requests, proposals, records and blocks: its msgpack-ready form is
+    cached (`ledger.encoding`), so each of those encodes it without walking it again."""
+
+    __wire_cached__ = True
+
     body: TransactionBody
     signature: SignatureBytes
 

@@ -18,9 +18,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ledger.encoding import decode, pack, to_wire
 from ledger.families import Refusal
-from node.admission import AdmissionRefusal, dry_run, request_event
+from node.admission import AdmissionRefusal, request_event
 from node.openapi import OPENAPI
-from node.storage import Reader
 
 if TYPE_CHECKING:
     from node.app import Node
@@ -131,18 +130,12 @@ async def post_transaction(request: web.Request) -> web.Response:
     else:
         data = body
     admitted = node.admission.decode(data)
-    existing = await node.transaction_status(admitted.tx_id)
-    if existing["state"] != "unknown":
-        return respond(request, existing, 200)
+    if admitted.tx_id in node.driver.replica.pool:
+        return respond(request, {"tx_id": admitted.tx_id, "state": "pending"}, 200)
     node.admission.check_signature(admitted)
-    family = node.families[admitted.tx.body.family]
-    next_height = node.driver.executed_height + 1
-
-    def check(reader: Reader) -> None:
-        node.admission.check_sender(admitted, reader.state)
-        dry_run(admitted, family, reader.state, next_height)
-
-    await node.reads.run(check)
+    entry = await node.state_checks.check(admitted)
+    if entry is not None:
+        return respond(request, transaction_view(admitted.tx_id, entry), 200)
     if node.driver.replica.pool.is_full():
         raise ApiError(503, "mempool_full", "the mempool is full; retry later")
     if not node.driver.post(request_event(admitted)):

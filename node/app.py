@@ -24,7 +24,7 @@ from ledger.errors import KeyFileError
 from ledger.genesis import Genesis, GenesisError, parse_genesis
 from ledger.keyfile import load_private_key
 from ledger.keys import PrivateKey, public_key_text
-from node.admission import Admission, VerifiedIds, make_request_validator
+from node.admission import Admission, StateChecks, VerifiedIds, make_request_validator
 from node.api import build_api, transaction_view
 from node.commits import CommitFeed
 from node.config import NodeConfig
@@ -112,7 +112,10 @@ class Node:
         self.families = instantiate(self.genesis)
         self.db_path = config.data_dir / "chain.db"
         try:
+            # Two writer connections: execution's, and consensus records' (so that a vote
+            # is persisted while a block executes; SQLite serializes their commits).
             self.store = Store(self.db_path, self.genesis.genesis_hash)
+            self.records = Store(self.db_path, self.genesis.genesis_hash)
         except StorageError as exc:
             raise StartupError(str(exc)) from None
         self.executor = Executor(self.store, self.genesis, self.families)
@@ -128,14 +131,14 @@ class Node:
             Ed25519Signer(self.key),
             ed25519_verify,
             make_request_validator(self.genesis.chain_id, self.verified),
-            self.store.restored(self.executor.pending_schedule()),
+            self.records.restored(self.executor.pending_schedule()),
         )
         self.transport = Transport(
             self.genesis, config.institution, self.tls, self._on_message, config.transport.proxy
         )
         self.driver = Driver(
             replica,
-            self.store,
+            self.records,
             self.executor,
             self.transport,
             self.metrics,
@@ -147,6 +150,9 @@ class Node:
             parameters.tx_lifetime_max_ms,
             self.families,
             self.verified,
+        )
+        self.state_checks = StateChecks(
+            self.admission, self.reads.run, lambda: self.driver.executed_height + 1
         )
         self.waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         self.driver.listeners.append(self._on_committed)
@@ -310,8 +316,9 @@ class Node:
         await self.transport.stop()
         await api_runner.cleanup()
         await peer_runner.cleanup()
-        self.driver.io.shutdown(wait=True)
+        self.driver.shutdown()
         self.reads.close()
+        self.records.close()
         self.store.close()
         log.info("node %s stopped", self.config.institution)
 

@@ -17,12 +17,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -70,6 +72,16 @@ def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
     return ordered[index]
+
+
+def cpu_s(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, in seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    # utime and stime are fields 14 and 15 of stat(5); after the command they are 12 and 13.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -133,6 +145,8 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
         rss = [max(s) for s in samples["rss"]]
     finally:
         consortium.stop()
+        if not options.keep:
+            shutil.rmtree(directory, ignore_errors=True)
     cores = os.cpu_count() or 1
     ceiling = cores * verify_per_s / options.nodes
     latencies = samples["latencies_ms"]
@@ -147,6 +161,7 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
         "submitted": samples["submitted"],
         "committed": samples["committed"],
         "refused": samples["refused"],
+        "refusals": samples["refusals"],
         "errors": samples["errors"],
         "tx_per_s": round(tx_per_s, 1),
         "latency_ms": {
@@ -157,6 +172,9 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
             "mean": round(statistics.fmean(latencies), 1) if latencies else None,
         },
         "view_changes": int(view_changes),
+        "node_cpu_ms_per_tx": round(
+            1000 * statistics.fmean(samples["cpu_used_s"]) / max(1, samples["committed"]), 3
+        ),
         "rss_mb_max": round(max(rss, default=0.0), 1),
         "rss_mb_per_node": [round(r, 1) for r in rss],
         "verify_per_s_per_core": round(verify_per_s, 1),
@@ -197,6 +215,7 @@ def _drive(
         processes.append(subprocess.Popen(command))  # noqa: S603
     pids = [p.pid for p in consortium.processes.values()]
     rss: list[list[float]] = [[0.0] for _ in pids]
+    cpu_start_s = [cpu_s(pid) for pid in pids]
     deadline = time.monotonic() + options.duration_s + 120
     while any(p.poll() is None for p in processes) and time.monotonic() < deadline:
         for index, pid in enumerate(pids):
@@ -208,6 +227,7 @@ def _drive(
             process.wait()
     for index, pid in enumerate(pids):
         rss[index].append(peak_rss_mb(pid))
+    cpu_used_s = [cpu_s(pid) - start for pid, start in zip(pids, cpu_start_s, strict=True)]
     results = [
         json.loads((directory / f"client-{i}.json").read_text()) for i in range(len(key_paths))
     ]
@@ -221,11 +241,21 @@ def _drive(
         "submitted": sum(r["submitted"] for r in results),
         "committed": sum(r["committed"] for r in results),
         "refused": sum(r["refused"] for r in results),
+        "refusals": _sum_counts(r["refusals"] for r in results),
         "errors": sum(r["errors"] for r in results),
         "latencies_ms": latencies,
         "tx_per_s": tx_per_s,
         "rss": rss,
+        "cpu_used_s": cpu_used_s,
     }
+
+
+def _sum_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for one in counts:
+        for code, count in one.items():
+            total[code] = total.get(code, 0) + count
+    return total
 
 
 def print_summary(figures: dict[str, Any]) -> None:
@@ -235,12 +265,15 @@ def print_summary(figures: dict[str, Any]) -> None:
         f"({figures['committed']} of {figures['submitted']} submitted; "
         f"{figures['refused']} refused, {figures['errors']} errors)"
     )
+    if figures["refusals"]:
+        print(f"refusals by code: {figures['refusals']}")
     print(
         f"latency ms: p50 {latency['p50']}, p90 {latency['p90']}, p99 {latency['p99']}, "
         f"max {latency['max']}"
     )
     rss = figures["rss_mb_per_node"]
     print(f"view changes {figures['view_changes']}; peak RSS per node (MB) {rss}")
+    print(f"CPU per committed transaction, per node: {figures['node_cpu_ms_per_tx']} ms")
     print(
         f"Ed25519 verify {figures['verify_per_s_per_core']}/s per core x {figures['cores']} cores "
         f"/ {figures['nodes']} nodes = ceiling {figures['ceiling_tx_per_s']} tx/s; "

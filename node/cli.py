@@ -8,7 +8,6 @@ what is wrong and a non-zero exit status, never a traceback.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from collections.abc import Sequence
@@ -17,6 +16,7 @@ from typing import NoReturn
 
 from ledger import __version__
 from ledger.errors import LedgerError
+from node import eventloop
 from node.app import StartupError, load_genesis_file, run_until_signal
 from node.bench import BenchOptions, print_summary, run_bench
 from node.config import ConfigError, load_node_config
@@ -193,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch-max", type=int, default=2048, help="transactions per block")
     bench.add_argument("--payload-bytes", type=int, default=100)
     bench.add_argument("--clients", type=int, default=2, help="load-generator processes")
+    bench.add_argument(
+        "--keep", action="store_true", help="keep the consortium's data directory for inspection"
+    )
     bench.add_argument("--base-port", type=int, default=7600)
     bench.add_argument("--json", type=Path, help="write the figures here")
     return parser
@@ -260,7 +263,7 @@ def _run(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     configure(config.institution, args.log_format or config.log.format, config.log.level, None)
     try:
-        asyncio.run(run_until_signal(config))
+        eventloop.run(run_until_signal(config))
     except StartupError as exc:
         return _fail(str(exc))
     return 0
@@ -279,6 +282,7 @@ def _bench(args: argparse.Namespace) -> int:
         clients=args.clients,
         base_port=args.base_port,
         json_path=args.json,
+        keep=args.keep,
     )
     try:
         figures = run_bench(options)

@@ -2,10 +2,13 @@
 
 Rule (etcd raft's `Ready`, see `consensus.events`): events are taken from one
 queue in batches; for each batch the replica's outputs are carried out in
-order: persist (one fsynced SQLite transaction on the storage thread), then
-send, then execute delivered blocks (on the storage thread), whose results go
-back into the replica before the next batch. No other task touches the
-replica, the store's writer connection or the executor.
+order: persist (one fsynced SQLite transaction on the records thread), then
+send, then hand delivered blocks to execution. Execution is a stage of its
+own, on its own thread and database connection: it runs blocks in order while
+consensus goes on with the next ones, and its results (`Executed`, then any
+`EpochScheduled`) come back through the same queue. No other task touches the
+replica; only the records thread writes consensus records and only the
+execution thread runs the executor.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ class Driver:
     def __init__(
         self,
         replica: Replica,
-        store: Store,
+        records: Store,
         executor: Executor,
         transport: Transport,
         metrics: Metrics,
@@ -66,24 +69,37 @@ class Driver:
         self.clock_offset_ms = clock_offset_ms
         """Added to the clock the replica reads (fault-injection tests of clock skew only)."""
         self.replica = replica
-        self.store = store
+        self.records = records
+        """A connection of its own for consensus records (the executor has another)."""
         self.executor = executor
         self.transport = transport
         self.metrics = metrics
-        self.queue: asyncio.Queue[Event] = asyncio.Queue(QUEUE_EVENTS_MAX)
-        self.io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="storage")
+        # Unbounded, so that execution results are never lost; peers' and clients'
+        # events are bounded by `post`.
+        self.queue: asyncio.Queue[Event] = asyncio.Queue()
+        self.io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="records")
+        self.execution_io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="execution")
+        self.to_execute: asyncio.Queue[list[Any]] = asyncio.Queue()
         self.committed = asyncio.Condition()
         self.executed_height = executor.head.height
         self.listeners: list[Callable[[int, list[bytes]], None]] = []
         self.catch_up: tuple[int, int] | None = None
         self._fetches: set[asyncio.Task[None]] = set()
         self.rejoined = False
-        self.compaction_due = False
+        self.compaction_due: int | None = None
+        """The stable height below which records may be deleted, once it is due."""
         self.sends: list[tuple[bytes | None, Message]] = []
         self.started_epoch: EpochStarted | None = None
 
-    async def in_storage_thread(self, fn: Callable[..., T], *args: Any) -> T:
+    async def in_records_thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.io, fn, *args)
+
+    async def in_execution_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.execution_io, fn, *args)
+
+    def shutdown(self) -> None:
+        self.io.shutdown(wait=True)
+        self.execution_io.shutdown(wait=True)
 
     # ------------------------------------------------------------ inputs
 
@@ -91,12 +107,11 @@ class Driver:
         return wall_clock_ms() + self.clock_offset_ms
 
     def post(self, event: Event) -> bool:
-        """Queue an event; False when the queue is full (the caller sheds load)."""
-        try:
-            self.queue.put_nowait(event)
-        except asyncio.QueueFull:
+        """Queue an event from outside; False when the queue is full (the caller sheds load)."""
+        if self.queue.qsize() >= QUEUE_EVENTS_MAX:
             self.metrics.events_dropped.inc()
             return False
+        self.queue.put_nowait(event)
         return True
 
     def on_message(self, message: Message) -> None:
@@ -105,6 +120,9 @@ class Driver:
     # ------------------------------------------------------------ the loop
 
     async def run(self) -> None:
+        await asyncio.gather(self._consensus_loop(), self._execution_loop())
+
+    async def _consensus_loop(self) -> None:
         while True:
             events = await self._next_events()
             output = Output()
@@ -137,35 +155,40 @@ class Driver:
         return events
 
     async def _carry_out(self, output: Output) -> None:
+        if output.persist:
+            await self.in_records_thread(self.records.append_records, output.persist)
+        if self.rejoined:
+            self.rejoined = False
+            await self.in_records_thread(self.records.clear_rejoining)
+        if self.compaction_due is not None:
+            # Records below the stable checkpoint are no longer needed by a restart.
+            stable_height, self.compaction_due = self.compaction_due, None
+            await self.in_records_thread(self.records.compact_records_below, stable_height)
+        if self.started_epoch is not None:
+            await self._start_epoch(self.started_epoch)
+        sends, self.sends = self.sends, []
+        for target, message in sends:
+            self.transport.send(target, message)
+        for fetch in output.fetch:
+            task = asyncio.create_task(
+                self._fetch(fetch.peer, fetch.from_height, fetch.until_height)
+            )
+            self._fetches.add(task)
+            task.add_done_callback(self._fetches.discard)
+        self._observe(output)
+        if output.deliver:
+            self.to_execute.put_nowait(output.deliver)
+
+    async def _execution_loop(self) -> None:
+        """Execute delivered blocks in order; their results go back to the replica."""
         while True:
-            if output.persist:
-                await self.in_storage_thread(self.store.append_records, output.persist)
-            if self.rejoined:
-                self.rejoined = False
-                await self.in_storage_thread(self.store.clear_rejoining)
-            if self.compaction_due:
-                # Records below the stable checkpoint are no longer needed by a restart.
-                self.compaction_due = False
-                await self.in_storage_thread(self.store.compact_records)
-            if self.started_epoch is not None:
-                await self._start_epoch(self.started_epoch)
-            sends, self.sends = self.sends, []
-            for target, message in sends:
-                self.transport.send(target, message)
-            for fetch in output.fetch:
-                task = asyncio.create_task(
-                    self._fetch(fetch.peer, fetch.from_height, fetch.until_height)
-                )
-                self._fetches.add(task)
-                task.add_done_callback(self._fetches.discard)
-            self._observe(output)
-            if not output.deliver:
-                return
-            results = await self.in_storage_thread(self._execute_all, output.deliver)
-            await self._announce(output)
-            output = Output()
+            delivered = await self.to_execute.get()
+            while not self.to_execute.empty():
+                delivered.extend(self.to_execute.get_nowait())
+            results = await self.in_execution_thread(self._execute_all, delivered)
+            await self._announce(delivered)
             for executed in results:
-                self._step(executed, output)
+                self.queue.put_nowait(executed)
             schedules, self.executor.epoch_schedules = self.executor.epoch_schedules, []
             for scheduled in schedules:
                 log.info(
@@ -173,13 +196,13 @@ class Driver:
                     scheduled.end_height,
                     scheduled.validators.n,
                 )
-                self._step(scheduled, output)
+                self.queue.put_nowait(scheduled)
 
     def _execute_all(self, delivered: list[Any]) -> list[Executed]:
         return [self.executor.execute(committed) for committed in delivered]
 
-    async def _announce(self, output: Output) -> None:
-        for committed in output.deliver:
+    async def _announce(self, delivered: list[Any]) -> None:
+        for committed in delivered:
             block = committed.block
             self.executed_height = block.header.height
             self.metrics.observe_block(block)
@@ -200,7 +223,7 @@ class Driver:
                 case StableCheckpoint(certificate=certificate):
                     self.metrics.stable_height.set(certificate.checkpoint.height)
                     if certificate.checkpoint.height % COMPACT_EVERY_BLOCKS == 0:
-                        self.compaction_due = True
+                        self.compaction_due = certificate.checkpoint.height
                 case Diverged(height=height, reason=reason):
                     log.critical(
                         "state diverged at height %d: %s; this node stopped signing", height, reason
@@ -221,8 +244,8 @@ class Driver:
     async def _start_epoch(self, started: EpochStarted) -> None:
         """Remember the new validator set and talk to the consortium as it now is."""
         self.started_epoch = None
-        await self.in_storage_thread(self.store.start_epoch, started.epoch, started.validators)
-        members = await self.in_storage_thread(self.executor.members)
+        await self.in_records_thread(self.records.start_epoch, started.epoch, started.validators)
+        members = await self.in_execution_thread(self.executor.members)
         self.transport.set_peers(members.members)
         role = "a validator" if started.member else "following, not a validator"
         log.info(

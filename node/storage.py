@@ -189,6 +189,17 @@ class Store:
             self.db.execute("DELETE FROM records")
             self.db.executemany("INSERT INTO records (kind, seq, data) VALUES (?, ?, ?)", rows)
 
+    def compact_records_below(self, stable_height: int) -> None:
+        """While running: delete the records of heights at or below the stable checkpoint
+        (a restart keeps that checkpoint's certificate); `compact_records`, at start-up,
+        also drops the older views' records."""
+        certificate = _RECORD_KINDS[CheckpointCertificate]
+        with self.transaction() as db:
+            db.execute(
+                "DELETE FROM records WHERE seq IS NOT NULL AND seq < ? OR (seq = ? AND kind != ?)",
+                (stable_height, stable_height, certificate),
+            )
+
     def restored(self, scheduled: EpochScheduled | None = None) -> Restored:
         self.compact_records()
         head = self.head()
@@ -295,6 +306,15 @@ class Reader:
 
     def one(self, sql: str, *args: Any) -> Any:
         return self.db.execute(sql, args).fetchone()
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads inside see one state (and pay for one read transaction, not one each)."""
+        self.db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.db.execute("COMMIT")
 
     def all(self, sql: str, *args: Any) -> list[Any]:
         return self.db.execute(sql, args).fetchall()

@@ -46,6 +46,9 @@ QUEUE_BYTES_MAX: Final = 64 * 1024 * 1024
 BACKOFF_MIN_S: Final = 0.05
 BACKOFF_MAX_S: Final = 2.0
 REQUEST_TIMEOUT_S: Final = 10.0
+NETWORK_ERRORS: Final = (aiohttp.ClientError, TimeoutError, OSError, RuntimeError)
+"""What a peer's connection may raise when it fails; aiohttp raises RuntimeError
+("Connection closed.") when a connection drops while a body is read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +147,7 @@ class PeerLink:
                 if response.status == 409:
                     log.error("peer %s refused us: %s", self.name, (await response.text())[:300])
                 ok = response.status == 204
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        except NETWORK_ERRORS as exc:
             if self.reachable or self.failures == 0:
                 log.info("peer %s unreachable: %s", self.name, type(exc).__name__)
             self.reachable = False
@@ -242,7 +245,7 @@ class Transport:
                 if response.status != 200:
                     return None
                 return await response.read()
-        except (aiohttp.ClientError, TimeoutError, OSError):
+        except NETWORK_ERRORS:
             return None
 
     # ------------------------------------------------------------ server side

@@ -333,3 +333,66 @@ def test_a_waiting_replica_that_sees_no_quorum_repeats_its_view_change(
     assert (cluster.replicas[2].view, cluster.replicas[2].active) == (1, False)
     repeated = [m for _, m in again.send if isinstance(m, ViewChange)]
     assert repeated and set(repeated) == {own}
+
+
+WAIT_MAX_MS = 30_000  # Parameters.request_wait_max_ms
+
+
+def carries(tx_id: bytes) -> Callable[[Message], bool]:
+    def check(message: Message) -> bool:
+        transactions = getattr(message, "transactions", ())
+        batch = getattr(message, "batch", None)
+        if batch is not None:
+            transactions = batch.transactions
+        return any(tx.id == tx_id for tx in transactions)
+
+    return check
+
+
+def test_a_busy_primary_that_makes_progress_is_not_suspected_and_waiting_requests_are_shared(
+    make_cluster: MakeCluster,
+) -> None:
+    """Under a backlog a request may wait longer than the request timeout while the primary
+    keeps delivering blocks: that is not a failure. The backup shares the waiting request
+    with every replica instead (a lost forward is repaired), and stays in the view."""
+    cluster = make_cluster()
+    waiting = cluster.kit.tx(b"waits behind a backlog")
+    cluster.filter = lambda sender, receiver, message: (
+        not (receiver == 0 and carries(waiting.id)(message))
+    )
+    cluster.submit(2, waiting)
+    cluster.run()
+    for step in range(1, 8):  # the primary keeps ordering other requests, every second
+        cluster.tick(1_000)
+        cluster.submit(1, cluster.kit.tx(b"other %d" % step))
+        cluster.run()
+    backup = cluster.replicas[2]
+    assert (backup.view, backup.active) == (0, True), "no view change while blocks are delivered"
+    shared = [m for m in cluster.sent(2) if carries(waiting.id)(m)]
+    assert len(shared) >= 2, "forwarded once, then shared again after the request timeout"
+    assert waiting.id not in cluster.delivered_tx_ids(2)
+
+
+def test_a_primary_that_orders_others_but_censors_one_request_is_replaced(
+    make_cluster: MakeCluster,
+) -> None:
+    """However busy the primary, a request waiting request_wait_max_ms makes the replicas
+    that hold it suspect the primary; the next primary orders it."""
+    cluster = make_cluster()
+    censored = cluster.kit.tx(b"censored")
+    cluster.filter = lambda sender, receiver, message: (
+        not (receiver == 0 and carries(censored.id)(message))
+    )
+    cluster.submit(2, censored)
+    cluster.run()
+    for step in range(WAIT_MAX_MS // 1_000 + 4):
+        cluster.tick(1_000)
+        cluster.submit(1, cluster.kit.tx(b"other %d" % step))
+        cluster.run()
+        if cluster.replicas[1].view > 0:
+            break
+    cluster.tick(5_000)
+    cluster.run()
+    assert all(r.view >= 1 and r.active for r in cluster.replicas[1:])
+    for index in (1, 2, 3):
+        assert censored.id in cluster.delivered_tx_ids(index)
