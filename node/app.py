@@ -36,7 +36,7 @@ from node.logs import set_context
 from node.material import passphrase_from_env
 from node.metrics import Metrics
 from node.reading import ReadPool
-from node.storage import StorageError, Store
+from node.storage import RECORDS_CACHE_KIB, StorageError, Store
 from node.transport import TlsFiles, Transport, server_context
 
 log = logging.getLogger("notarychain.node")
@@ -115,7 +115,9 @@ class Node:
             # Two writer connections: execution's, and consensus records' (so that a vote
             # is persisted while a block executes; SQLite serializes their commits).
             self.store = Store(self.db_path, self.genesis.genesis_hash)
-            self.records = Store(self.db_path, self.genesis.genesis_hash)
+            self.records = Store(
+                self.db_path, self.genesis.genesis_hash, cache_kib=RECORDS_CACHE_KIB
+            )
         except StorageError as exc:
             raise StartupError(str(exc)) from None
         self.executor = Executor(self.store, self.genesis, self.families)

@@ -9,6 +9,7 @@ refusal as the transaction's result, and moves on (the block stays valid).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Protocol, TypeVar
@@ -19,6 +20,15 @@ from ledger.families.identity import Identity, Role, identity_key
 from ledger.tx import Transaction
 
 T = TypeVar("T")
+
+IDENTITIES_DECODED_MAX = 10_000
+
+
+@functools.lru_cache(maxsize=IDENTITIES_DECODED_MAX)
+def _decode_identity(data: bytes) -> Identity:
+    """Senders repeat from one transaction to the next; an identity record (immutable bytes,
+    a frozen model) is decoded once."""
+    return decode(Identity, data)
 
 
 class Refused(Exception):
@@ -79,7 +89,8 @@ class Context:
     def sender_identity(self) -> Identity:
         if self._identity is not None:
             return self._identity
-        identity = self.get_model(Identity, identity_key(self.sender))
+        data = self.get(identity_key(self.sender))
+        identity = None if data is None else _decode_identity(data)
         if identity is None or not identity.active:
             raise Refused("not_enrolled", "the sender is not an enrolled identity")
         self._identity = identity

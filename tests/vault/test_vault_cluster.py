@@ -107,21 +107,39 @@ class Measured:
     wall_s: float
 
 
-def run_measured(args: list[str], directory: Path) -> Measured:
-    """Run a command; its output, and its own peak resident memory (wait4's rusage)."""
+# The command runs under this wrapper, which writes the process's own high-water
+# resident memory (VmHWM) when it exits. Not wait4's ru_maxrss: the kernel folds
+# into it the memory of the forking parent, here the whole pytest process.
+PEAK_RSS_WRAPPER = """
+import atexit, os, runpy, sys
+def report():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            with open(os.environ["PEAK_RSS_FILE"], "w") as out:
+                out.write(str(int(line.split()[1]) * 1024))
+atexit.register(report)
+module = sys.argv.pop(1)
+runpy.run_module(module, run_name="__main__", alter_sys=True)
+"""
+
+
+def run_measured(module: str, args: list[str], directory: Path) -> Measured:
+    """Run `python -m module args`; its output, and its own peak resident memory."""
     out, err = directory / "measured.out", directory / "measured.err"
+    peak = directory / "measured.peak"
+    environment = {**os.environ, "PEAK_RSS_FILE": str(peak)}
     started = time.monotonic()
     with out.open("w") as stdout, err.open("w") as stderr:
-        process = subprocess.Popen(args, stdout=stdout, stderr=stderr)
-        try:
-            _, status, usage = os.wait4(process.pid, 0)
-        except BaseException:
-            os.kill(process.pid, signal.SIGKILL)
-            raise
-        process.returncode = os.waitstatus_to_exitcode(status)
+        process = subprocess.run(
+            [sys.executable, "-c", PEAK_RSS_WRAPPER, module, *args],
+            stdout=stdout,
+            stderr=stderr,
+            env=environment,
+            check=False,
+        )
     wall_s = time.monotonic() - started
     return Measured(
-        process.returncode, out.read_text(), err.read_text(), usage.ru_maxrss * 1024, wall_s
+        process.returncode, out.read_text(), err.read_text(), int(peak.read_text()), wall_s
     )
 
 
@@ -199,10 +217,8 @@ def test_large_file_stored_shared_refused_replicated_and_erased(
     owner_before = balance(consortium)
     assert owner_before == DEV_BALANCE - DEV_APPLY_FEE
     put = run_measured(
+        "client",
         [
-            sys.executable,
-            "-m",
-            "client",
             "--config",
             str(consortium.config),
             "--json",
