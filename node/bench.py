@@ -29,9 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from ledger.encoding import decode
+from ledger.families.evidence import evidence_key
 from ledger.genesis import ConsensusSettings, GenesisIdentity
 from ledger.keyfile import save_private_key
 from ledger.keys import PrivateKey, public_key_text, verify
+from ledger.proofs import ProofBundle, verify_bundle
 from node.families import code_hashes
 from node.material import create_consortium
 from node.up import Consortium, local_specs
@@ -39,6 +42,7 @@ from node.up import Consortium, local_specs
 VERIFY_SAMPLE: Final = 4000
 WARMUP_S: Final = 2.0
 RSS_SAMPLE_S: Final = 0.5
+PROOF_TRIES: Final = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +143,7 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
         consortium.wait_until_agreed()
         verify_per_s = verify_rate_per_core()
         samples = _drive(options, consortium, key_paths, directory)
+        proofs = measure_proofs(consortium, samples["evidence_sample"])
         view_changes = max(
             _metric(url, "notarychain_view_changes_total") for url in consortium.urls()
         )
@@ -181,7 +186,45 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
         "cores": cores,
         "ceiling_tx_per_s": round(ceiling, 1),
         "ceiling_fraction": round(tx_per_s / ceiling, 3) if ceiling else None,
+        "proof": proofs,
         "data_dir": str(directory) if options.keep else None,
+    }
+
+
+def measure_proofs(consortium: Consortium, evidence_ids: list[str]) -> dict[str, Any]:
+    """Fetch the proof of each committed evidence id from the nodes in turn, and check it
+    against the genesis alone, as a verifier holding nothing else would: its size, the
+    time to get it built (one request, the node's work plus a loopback round trip) and
+    the time to verify it (every signature checked, nothing remembered between proofs)."""
+    urls = consortium.urls()
+    sizes: list[int] = []
+    build_ms: list[float] = []
+    verify_ms: list[float] = []
+    for index, evidence_id in enumerate(evidence_ids):
+        url = f"{urls[index % len(urls)]}/v1/proofs/evidence/{evidence_id}"
+        request = urllib.request.Request(url, headers={"Accept": "application/msgpack"})  # noqa: S310
+        for _ in range(PROOF_TRIES):
+            started = time.perf_counter()
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+                    data = response.read()
+                break
+            except OSError:  # not yet provable (the checkpoint is coming), or a slow node
+                time.sleep(0.2)
+        else:
+            continue
+        build_ms.append(1000 * (time.perf_counter() - started))
+        started = time.perf_counter()
+        verified = verify_bundle(decode(ProofBundle, data), consortium.genesis)
+        verify_ms.append(1000 * (time.perf_counter() - started))
+        if verified.state.get(evidence_key(bytes.fromhex(evidence_id))) is None:
+            raise RuntimeError(f"the proof of {evidence_id} shows it absent")
+        sizes.append(len(data))
+    return {
+        "count": len(sizes),
+        "bytes_mean": round(statistics.fmean(sizes)) if sizes else None,
+        "build_ms_p50": round(percentile(build_ms, 0.5), 2),
+        "verify_ms_p50": round(percentile(verify_ms, 0.5), 2),
     }
 
 
@@ -244,6 +287,7 @@ def _drive(
         "refusals": _sum_counts(r["refusals"] for r in results),
         "errors": sum(r["errors"] for r in results),
         "latencies_ms": latencies,
+        "evidence_sample": [e for r in results for e in r["evidence_sample"]],
         "tx_per_s": tx_per_s,
         "rss": rss,
         "cpu_used_s": cpu_used_s,
@@ -279,3 +323,10 @@ def print_summary(figures: dict[str, Any]) -> None:
         f"/ {figures['nodes']} nodes = ceiling {figures['ceiling_tx_per_s']} tx/s; "
         f"achieved {figures['ceiling_fraction']}"
     )
+    proof = figures["proof"]
+    if proof["count"]:
+        print(
+            f"evidence proofs ({proof['count']} checked against the genesis): "
+            f"{proof['bytes_mean']} bytes, built in {proof['build_ms_p50']} ms, "
+            f"verified in {proof['verify_ms_p50']} ms (p50)"
+        )

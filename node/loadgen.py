@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 
-from ledger.encoding import encode, unpack_document
+from ledger.encoding import decode, encode, unpack_document
 from ledger.families.evidence import FAMILY, REGISTER, Item, Kind, Register
 from ledger.keyfile import load_private_key
 from ledger.keys import PrivateKey
@@ -29,6 +29,8 @@ from node import eventloop
 MSGPACK = "application/msgpack"
 CLOSED_LOOP_TX_PER_S_MAX = 3000
 """A closed-loop client signs enough for this rate over the whole run."""
+EVIDENCE_SAMPLE_MAX = 50
+"""Committed evidence ids reported, for the bench to fetch and check their proofs."""
 
 
 def make_transactions(
@@ -179,6 +181,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if tx_id in load.committed
     ]
     commit_times = sorted(load.committed.values())
+    by_id = {tx.id: tx for tx in transactions}
+    sample = [
+        decode(Register, by_id[tx_id].body.payload).items[0].digest.hex()
+        for tx_id in list(load.committed)[:EVIDENCE_SAMPLE_MAX]
+    ]
     return {
         "submitted": len(load.submitted),
         "committed": len(load.committed),
@@ -189,6 +196,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "submitted_until": submitted_until,
         "latencies_ms": latencies_ms,
         "commit_times": [t - start for t in commit_times],
+        "evidence_sample": sample,
     }
 
 

@@ -1,0 +1,149 @@
+"""The benchmark series behind docs/benchmarks.md, and its plots.
+
+    python bench/scale.py [--duration 20] [--only nodes,batch,load,steady] [--plot-only]
+
+Each point is one run of `notarychain-node bench` (its own consortium of real
+node processes, real TLS, real SQLite, separate load-generator processes),
+whose JSON lands in `bench/out/scale/NAME.json`. Three series and one steady run:
+
+- nodes: 4, 7 and 10 nodes, closed loop at 256 transactions in flight;
+- batch: 4 nodes, block size limits from 16 to 2048 transactions, closed loop;
+- load: 4 nodes, open loop at rising offered rates (the latency-versus-load curve);
+- steady: 4 nodes, closed loop, 60 s.
+
+Then `docs/bench-nodes.png`, `docs/bench-batch.png` and `docs/bench-load.png`
+are drawn from those files (needs the `bench` extra: matplotlib). Figures
+only; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt  # the `bench` extra; with no display it draws to files
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out" / "scale"
+DOCS = ROOT / "docs"
+
+CONCURRENCY = 256
+NODES = (4, 7, 10)
+BATCHES = (16, 64, 256, 1024, 2048)
+RATES = (50, 100, 200, 300, 400, 500, 600)
+STEADY_S = 60.0
+
+
+def runs(duration_s: float) -> dict[str, list[tuple[str, list[str]]]]:
+    """Series name -> (run name, bench arguments) in order."""
+    seconds = str(duration_s)
+    return {
+        "nodes": [
+            (
+                f"nodes-{n}",
+                ["--nodes", str(n), "--concurrency", str(CONCURRENCY), "--duration", seconds],
+            )
+            for n in NODES
+        ],
+        "batch": [
+            (
+                f"batch-{b}",
+                ["--batch-max", str(b), "--concurrency", str(CONCURRENCY), "--duration", seconds],
+            )
+            for b in BATCHES
+        ],
+        "load": [(f"rate-{r}", ["--rate", str(r), "--duration", seconds]) for r in RATES],
+        "steady": [("steady", ["--concurrency", str(CONCURRENCY), "--duration", str(STEADY_S)])],
+    }
+
+
+def run_one(name: str, arguments: list[str]) -> None:
+    out = OUT / f"{name}.json"
+    command = [sys.executable, "-m", "node", "bench", *arguments, "--json", str(out)]
+    print("$ notarychain-node bench " + " ".join(arguments), flush=True)
+    subprocess.run(command, check=True)
+
+
+def load(name: str) -> dict[str, Any] | None:
+    path = OUT / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def plot(duration_s: float) -> None:
+    series = runs(duration_s)
+
+    def figures(key: str) -> list[dict[str, Any]]:
+        return [f for name, _ in series[key] if (f := load(name)) is not None]
+
+    def draw(key: str, x_of: str, x_label: str, title: str, log_x: bool = False) -> None:
+        points = figures(key)
+        if not points:
+            return
+        figure, throughput = plt.subplots(figsize=(6.4, 4.0))
+        xs = [p[x_of] for p in points]
+        throughput.plot(xs, [p["tx_per_s"] for p in points], "o-", color="tab:blue")
+        throughput.set_xlabel(x_label)
+        throughput.set_ylabel("committed tx/s", color="tab:blue")
+        throughput.set_ylim(bottom=0)
+        if log_x:
+            throughput.set_xscale("log", base=2)
+        latency = throughput.twinx()
+        for percentile, style in (("p50", "s--"), ("p99", "^:")):
+            latency.plot(
+                xs,
+                [p["latency_ms"][percentile] for p in points],
+                style,
+                color="tab:red",
+                label=f"latency {percentile}",
+            )
+        latency.set_ylabel("commit latency (ms)", color="tab:red")
+        latency.set_ylim(bottom=0)
+        latency.legend(loc="upper left")
+        throughput.set_title(title)
+        figure.tight_layout()
+        figure.savefig(DOCS / f"bench-{key}.png", dpi=110)
+        plt.close(figure)
+
+    draw("nodes", "nodes", "nodes", f"Scale: closed loop, {CONCURRENCY} in flight")
+    draw("batch", "batch_max", "block size limit (transactions)", "Batch size: 4 nodes", True)
+
+    points = figures("load")
+    if points:
+        figure, axis = plt.subplots(figsize=(6.4, 4.0))
+        achieved = [p["tx_per_s"] for p in points]
+        for percentile, style in (("p50", "o-"), ("p90", "s--"), ("p99", "^:")):
+            axis.plot(
+                achieved, [p["latency_ms"][percentile] for p in points], style, label=percentile
+            )
+        axis.set_xlabel("committed tx/s (open loop, offered rate rising)")
+        axis.set_ylabel("commit latency (ms)")
+        axis.set_ylim(bottom=0)
+        axis.set_title("Latency versus load: 4 nodes")
+        axis.legend()
+        figure.tight_layout()
+        figure.savefig(DOCS / "bench-load.png", dpi=110)
+        plt.close(figure)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of load per point")
+    parser.add_argument("--only", default="nodes,batch,load,steady", help="series to run")
+    parser.add_argument("--plot-only", action="store_true", help="draw from existing results")
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    if not args.plot_only:
+        series = runs(args.duration)
+        for key in args.only.split(","):
+            for name, arguments in series[key]:
+                run_one(name, arguments)
+    plot(args.duration)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
