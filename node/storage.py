@@ -17,6 +17,7 @@ event loop never blocks on the database. Readers get their own connection.
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -125,14 +126,19 @@ def connect(
             )
         else:
             connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=FULL")
     except sqlite3.Error as exc:
         raise StorageError(f"{path}: cannot open the database: {exc}") from None
-    connection.execute("PRAGMA busy_timeout=5000")
-    # The state tree's nodes are keyed by hash, so its inserts and reads land on random
-    # pages: a page cache far above SQLite's 2 MB default keeps them off the disk.
-    connection.execute(f"PRAGMA cache_size=-{cache_kib}")
+    try:
+        if not readonly:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=FULL")
+        connection.execute("PRAGMA busy_timeout=5000")
+        # The state tree's nodes are keyed by hash, so its inserts and reads land on random
+        # pages: a page cache far above SQLite's 2 MB default keeps them off the disk.
+        connection.execute(f"PRAGMA cache_size=-{cache_kib}")
+    except sqlite3.Error as exc:
+        connection.close()
+        raise StorageError(f"{path}: cannot open the database: {exc}") from None
     return connection
 
 
@@ -436,19 +442,43 @@ def restore(backup_file: Path, database: Path, genesis_hash: str) -> Head:
     try:
         known = probe.execute("SELECT value FROM meta WHERE key = 'genesis_hash'").fetchone()
         row = probe.execute("SELECT value FROM meta WHERE key = 'head'").fetchone()
+        check = probe.execute("PRAGMA quick_check(1)").fetchone()
     except sqlite3.Error:
         raise StorageError(f"{backup_file}: not a node backup") from None
     finally:
         probe.close()
+    if check is None or check[0] != "ok":
+        detail = "no answer" if check is None else " ".join(str(check[0]).split())
+        raise StorageError(f"{backup_file}: the backup is damaged ({detail})")
     if known is None or bytes(known[0]).decode() != genesis_hash:
         raise StorageError(f"{backup_file}: the backup belongs to another chain")
-    database.parent.mkdir(parents=True, exist_ok=True)
-    source = sqlite3.connect(backup_file, isolation_level=None)
-    target = sqlite3.connect(database, isolation_level=None)
+    # Copied beside the database and renamed into place only when whole, so a copy that
+    # fails (a full disk) leaves no half database to block the next attempt.
+    partial = database.with_name(database.name + ".restoring")
     try:
-        source.backup(target)
-        target.execute("PRAGMA journal_mode=WAL")
-    finally:
-        target.close()
-        source.close()
+        database.parent.mkdir(parents=True, exist_ok=True)
+        partial.unlink(missing_ok=True)
+        source = sqlite3.connect(backup_file, isolation_level=None)
+        try:
+            target = sqlite3.connect(partial, isolation_level=None)
+            try:
+                source.backup(target)
+                target.execute("PRAGMA journal_mode=WAL")
+            finally:
+                target.close()
+        finally:
+            source.close()
+        os.replace(partial, database)
+    except (sqlite3.Error, OSError) as exc:
+        for leftover in (partial, *_sidecars(partial)):
+            leftover.unlink(missing_ok=True)
+        raise StorageError(f"{database}: the restore failed: {exc}") from None
     return GENESIS_HEAD if row is None else decode(Head, bytes(row[0]))
+
+
+def _sidecars(database: Path) -> tuple[Path, Path]:
+    """SQLite's write-ahead log and shared-memory index beside a database file."""
+    return (
+        database.with_name(database.name + "-wal"),
+        database.with_name(database.name + "-shm"),
+    )

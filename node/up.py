@@ -242,7 +242,7 @@ def run_up(nodes: int, data: Path, base_port: int, log_format: str) -> int:
         return 1
     print(f"{len(genesis.institutions)} nodes agree (chain {genesis.chain_id}):")
     for institution, url in zip(genesis.institutions, consortium.urls(), strict=True):
-        print(f"  {institution.name:16} api {url}/v1/status")
+        print(f"  {institution.name:16} explorer {url}/  api {url}/v1/status")
     print(f"client configuration: {client_config}")
     print("press Ctrl-C to stop every node")
     code = 0
