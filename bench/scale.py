@@ -102,7 +102,7 @@ def plot(duration_s: float) -> None:
             )
         latency.set_ylabel("commit latency (ms)", color="tab:red")
         latency.set_ylim(bottom=0)
-        latency.legend(loc="upper left")
+        latency.legend(loc="lower left")
         throughput.set_title(title)
         figure.tight_layout()
         figure.savefig(DOCS / f"bench-{key}.png", dpi=110)
@@ -129,13 +129,46 @@ def plot(duration_s: float) -> None:
         plt.close(figure)
 
 
+def tables(duration_s: float) -> str:
+    """The results as the markdown tables of docs/benchmarks.md."""
+    header = (
+        "| run | nodes | load | block limit | committed tx/s | p50 ms | p90 ms | p99 ms "
+        "| max ms | view changes | peak RSS MB | CPU ms/tx/node | ceiling fraction |\n"
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    )
+    lines = []
+    for key, entries in runs(duration_s).items():
+        lines += [f"\n**{key}**\n", header]
+        for name, _ in entries:
+            f = load(name)
+            if f is None:
+                continue
+            offered = (
+                f"open {f['offered_rate']:g}/s"
+                if f["offered_rate"]
+                else f"closed {f['concurrency']}"
+            )
+            latency = f["latency_ms"]
+            lines.append(
+                f"| {name} | {f['nodes']} | {offered} | {f['batch_max']} | {f['tx_per_s']} "
+                f"| {latency['p50']} | {latency['p90']} | {latency['p99']} | {latency['max']} "
+                f"| {f['view_changes']} | {f['rss_mb_max']} | {f['node_cpu_ms_per_tx']} "
+                f"| {f['ceiling_fraction']} |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load per point")
     parser.add_argument("--only", default="nodes,batch,load,steady", help="series to run")
     parser.add_argument("--plot-only", action="store_true", help="draw from existing results")
+    parser.add_argument("--tables", action="store_true", help="print the results as markdown")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
+    if args.tables:
+        print(tables(args.duration))
+        return 0
     if not args.plot_only:
         series = runs(args.duration)
         for key in args.only.split(","):

@@ -29,6 +29,12 @@ from node import eventloop
 MSGPACK = "application/msgpack"
 CLOSED_LOOP_TX_PER_S_MAX = 3000
 """A closed-loop client signs enough for this rate over the whole run."""
+PRESIGNED_RUN_S_MAX = 90.0
+"""Runs up to this long sign every transaction before the clock starts, so that signing
+does not compete with the nodes; transactions expire `EXPIRY_MS` after signing, so
+longer runs sign blocks of `SIGNED_BLOCK` as they go (a few percent of a core)."""
+SIGNED_BLOCK = 1000
+EXPIRY_MS = 110_000
 EVIDENCE_SAMPLE_MAX = 50
 """Committed evidence ids reported, for the bench to fetch and check their proofs."""
 
@@ -36,7 +42,7 @@ EVIDENCE_SAMPLE_MAX = 50
 def make_transactions(
     key: PrivateKey, chain_id: str, count: int, payload_bytes: int
 ) -> list[Transaction]:
-    expires = int(time.time() * 1000) + 110_000
+    expires = int(time.time() * 1000) + EXPIRY_MS
     title_chars = max(0, min(200, payload_bytes - 60))
     transactions = []
     for _ in range(count):
@@ -55,10 +61,15 @@ def make_transactions(
 
 
 class Load:
-    def __init__(self, args: argparse.Namespace, transactions: list[Transaction]) -> None:
+    def __init__(
+        self, args: argparse.Namespace, key: PrivateKey, transactions: list[Transaction], total: int
+    ) -> None:
         self.args = args
+        self.key = key
         self.nodes: list[str] = args.node
         self.transactions = transactions
+        self.total = total
+        """How many transactions this run may submit in all."""
         self.submitted: dict[bytes, float] = {}
         self.committed: dict[bytes, float] = {}
         self.refused = 0
@@ -68,6 +79,18 @@ class Load:
         self.next = 0
         self.waiting: dict[bytes, asyncio.Future[None]] = {}
         """Closed loop: the commit each worker waits for (set by the followers)."""
+
+    def has_next(self) -> bool:
+        """Whether a transaction is left to submit (signing another block if needed)."""
+        if self.next < len(self.transactions):
+            return True
+        missing = self.total - len(self.transactions)
+        if missing <= 0:
+            return False
+        self.transactions += make_transactions(
+            self.key, self.args.chain_id, min(SIGNED_BLOCK, missing), self.args.payload_bytes
+        )
+        return True
 
     async def submit(self, session: aiohttp.ClientSession, index: int) -> None:
         tx = self.transactions[index]
@@ -115,7 +138,7 @@ class Load:
         interval = 1.0 / self.args.rate
         start = time.monotonic()
         tasks: set[asyncio.Task[None]] = set()
-        while time.monotonic() < until and self.next < len(self.transactions):
+        while time.monotonic() < until and self.has_next():
             due = start + self.next * interval
             delay = due - time.monotonic()
             if delay > 0:
@@ -131,7 +154,7 @@ class Load:
         loop = asyncio.get_running_loop()
 
         async def worker() -> None:
-            while time.monotonic() < until and self.next < len(self.transactions):
+            while time.monotonic() < until and self.has_next():
                 index = self.next
                 self.next += 1
                 tx_id = self.transactions[index].id
@@ -152,14 +175,14 @@ class Load:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     key = load_private_key(Path(args.key))
-    # Signed before the clock starts, so that signing does not compete with the nodes.
     if args.rate:
         count = int(args.rate * args.duration * 1.1)
     else:
         count = int(CLOSED_LOOP_TX_PER_S_MAX * args.duration)
     count = min(count, args.tx_max)
-    transactions = make_transactions(key, args.chain_id, count, args.payload_bytes)
-    load = Load(args, transactions)
+    presigned = count if args.duration <= PRESIGNED_RUN_S_MAX else SIGNED_BLOCK
+    transactions = make_transactions(key, args.chain_id, presigned, args.payload_bytes)
+    load = Load(args, key, transactions, count)
     connector = aiohttp.TCPConnector(limit=256)
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:

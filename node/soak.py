@@ -47,6 +47,7 @@ READY_S: Final = 60.0
 SETTLE_S: Final = 120.0
 FAULT_GAP_S: Final = (2.0, 6.0)
 FAULT_LENGTH_S: Final = (2.0, 6.0)
+PRIMARY_KILL: Final = "kill -9 the primary"
 
 
 @dataclass
@@ -76,6 +77,8 @@ class NodeProcess:
 class Report:
     acknowledged: list[str] = field(default_factory=list)
     ack_times: list[float] = field(default_factory=list)
+    submitted_times: list[float] = field(default_factory=list)
+    """When each acknowledged transaction was first submitted (same order as ack_times)."""
     faults: list[dict[str, Any]] = field(default_factory=list)
     max_concurrent_faults: int = 0
     problems: list[str] = field(default_factory=list)
@@ -211,6 +214,7 @@ class Soak:
         )
         tx = sign_transaction(body, self.key)
         data, tx_id = encode(tx), tx.id.hex()
+        submitted_at = time.monotonic()
         while time.monotonic() < give_up:
             node = self.rng.choice(self.nodes)
             try:
@@ -233,6 +237,7 @@ class Soak:
             if answer.get("state") == "committed":
                 self.report.acknowledged.append(tx_id)
                 self.report.ack_times.append(time.monotonic())
+                self.report.submitted_times.append(submitted_at)
                 return
         self.report.problems.append(f"transaction {tx_id[:16]} never acknowledged")
 
@@ -286,7 +291,7 @@ class Soak:
             if status is not None and len(self.faulty) < self.f:
                 primary = self.nodes[status["primary"] % len(self.nodes)]
                 if primary.name not in self.faulty and primary.up:
-                    await self._crash_node(primary, "kill -9 the primary")
+                    await self._crash_node(primary, PRIMARY_KILL)
                 return
 
     async def _isolate(self, session: aiohttp.ClientSession) -> None:
@@ -432,9 +437,22 @@ class Soak:
             "faults": kinds,
             "max_concurrent_faults": self.report.max_concurrent_faults,
             "longest_pause_s": round(max(gaps, default=0.0), 2),
+            "primary_kill_resume_s": self._primary_kill_resumes(),
             "problems": self.report.problems[:20],
             "ok": not self.report.problems,
         }
+
+    def _primary_kill_resumes(self) -> list[float]:
+        """For each kill of the primary: the time until a transaction submitted after the
+        kill was acknowledged as committed (the view change and a new block, end to end)."""
+        spans = list(zip(self.report.submitted_times, self.report.ack_times, strict=True))
+        resumes = []
+        for fault in self.report.faults:
+            if fault["kind"] == PRIMARY_KILL:
+                after = [acked for submitted, acked in spans if submitted > fault["at"]]
+                if after:
+                    resumes.append(round(min(after) - fault["at"], 2))
+        return resumes
 
     # ------------------------------------------------------------ running
 
