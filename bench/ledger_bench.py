@@ -1,4 +1,4 @@
-"""Benchmark of the ledger primitives; writes its figures to bench/out/ledger.json.
+"""Benchmark of the ledger primitives; writes its figures to bench/results/ledger.json.
 
     python bench/ledger_bench.py [--transactions 10000] [--leaves 1000000] [--proofs 10000]
 
@@ -138,7 +138,9 @@ def main() -> None:
     parser.add_argument("--leaves", type=int, default=1_000_000)
     parser.add_argument("--proofs", type=int, default=10_000)
     parser.add_argument("--smt-keys", type=int, default=100_000)
-    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "out" / "ledger.json")
+    parser.add_argument(
+        "--json", type=Path, default=Path(__file__).parent / "results" / "ledger.json"
+    )
     args = parser.parse_args()
     figures = {
         "machine": {

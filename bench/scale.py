@@ -1,10 +1,12 @@
 """The benchmark series behind docs/benchmarks.md, and its plots.
 
     python bench/scale.py [--duration 20] [--only nodes,batch,load,steady] [--plot-only]
+    python bench/scale.py --tables
 
 Each point is one run of `notarychain-node bench` (its own consortium of real
 node processes, real TLS, real SQLite, separate load-generator processes),
-whose JSON lands in `bench/out/scale/NAME.json`. Three series and one steady run:
+whose JSON lands in `bench/results/scale/NAME.json` (kept in the repository:
+the figures docs/benchmarks.md quotes). Three series and one steady run:
 
 - nodes: 4, 7 and 10 nodes, closed loop at 256 transactions in flight;
 - batch: 4 nodes, block size limits from 16 to 2048 transactions, closed loop;
@@ -25,10 +27,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt  # the `bench` extra; with no display it draws to files
-
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "bench" / "out" / "scale"
+OUT = ROOT / "bench" / "results" / "scale"
 DOCS = ROOT / "docs"
 
 CONCURRENCY = 256
@@ -74,6 +74,9 @@ def load(name: str) -> dict[str, Any] | None:
 
 
 def plot(duration_s: float) -> None:
+    # Imported here so that --tables works without the `bench` extra (matplotlib).
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
     series = runs(duration_s)
 
     def figures(key: str) -> list[dict[str, Any]]:

@@ -29,12 +29,14 @@ from node import eventloop
 MSGPACK = "application/msgpack"
 CLOSED_LOOP_TX_PER_S_MAX = 3000
 """A closed-loop client signs enough for this rate over the whole run."""
-PRESIGNED_RUN_S_MAX = 90.0
+PRESIGNED_RUN_S_MAX = 60.0
 """Runs up to this long sign every transaction before the clock starts, so that signing
 does not compete with the nodes; transactions expire `EXPIRY_MS` after signing, so
 longer runs sign blocks of `SIGNED_BLOCK` as they go (a few percent of a core)."""
 SIGNED_BLOCK = 1000
 EXPIRY_MS = 110_000
+EXPIRY_MARGIN_MS = 30_000
+"""Signed transactions this close to their expiry are dropped unsent and signed afresh."""
 EVIDENCE_SAMPLE_MAX = 50
 """Committed evidence ids reported, for the bench to fetch and check their proofs."""
 
@@ -83,7 +85,10 @@ class Load:
     def has_next(self) -> bool:
         """Whether a transaction is left to submit (signing another block if needed)."""
         if self.next < len(self.transactions):
-            return True
+            expires_ms = self.transactions[self.next].body.expires_at_ms
+            if expires_ms - time.time() * 1000 > EXPIRY_MARGIN_MS:
+                return True
+            del self.transactions[self.next :]  # too old to send: sign afresh
         missing = self.total - len(self.transactions)
         if missing <= 0:
             return False

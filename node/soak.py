@@ -442,16 +442,16 @@ class Soak:
             "ok": not self.report.problems,
         }
 
-    def _primary_kill_resumes(self) -> list[float]:
-        """For each kill of the primary: the time until a transaction submitted after the
-        kill was acknowledged as committed (the view change and a new block, end to end)."""
+    def _primary_kill_resumes(self) -> list[float | None]:
+        """For each kill of the primary, in order: the time until a transaction submitted
+        after the kill was acknowledged as committed (the view change and a new block, end
+        to end), or None if none was."""
         spans = list(zip(self.report.submitted_times, self.report.ack_times, strict=True))
-        resumes = []
+        resumes: list[float | None] = []
         for fault in self.report.faults:
             if fault["kind"] == PRIMARY_KILL:
                 after = [acked for submitted, acked in spans if submitted > fault["at"]]
-                if after:
-                    resumes.append(round(min(after) - fault["at"], 2))
+                resumes.append(round(min(after) - fault["at"], 2) if after else None)
         return resumes
 
     # ------------------------------------------------------------ running

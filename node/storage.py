@@ -31,6 +31,7 @@ from consensus.recovery import compact, record_seq
 from consensus.replica import GENESIS_HASH
 from ledger.checkpoint import CheckpointCertificate
 from ledger.encoding import decode, encode
+from ledger.errors import DecodeError
 from ledger.validators import ValidatorSet
 
 SCHEMA_VERSION: Final = 1
@@ -147,8 +148,15 @@ class Store:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = connect(path, cache_kib=cache_kib)
-        self.db.executescript(_SCHEMA)
-        self._check_identity(genesis_hash)
+        try:
+            self.db.executescript(_SCHEMA)
+            self._check_identity(genesis_hash)
+        except sqlite3.Error as exc:
+            self.db.close()
+            raise StorageError(f"{path}: the database is damaged: {exc}") from None
+        except StorageError:
+            self.db.close()
+            raise
 
     def _check_identity(self, genesis_hash: str) -> None:
         known = self._meta("genesis_hash")
@@ -429,12 +437,39 @@ def backup(source: Path, destination: Path) -> Head:
 
 
 def restore(backup_file: Path, database: Path, genesis_hash: str) -> Head:
-    """Put a backup in place as the node's database (the node must be stopped)."""
-    if database.exists():
+    """Put a backup in place as the node's database (the node must be stopped).
+
+    Whatever the file (one `backup` wrote, or a plain copy or snapshot of a database of
+    this chain), the restored database holds no consensus records and is marked
+    rejoining: the node catches up and does not vote until it is past anything it may
+    have signed after the copy was taken, so it cannot sign twice."""
+    leftovers = [p for p in (database, *_sidecars(database)) if p.exists()]
+    if leftovers:
+        names = ", ".join(p.name for p in leftovers)
         raise StorageError(
-            f"{database}: the data directory already holds a database; stop the node and "
-            "move it away first"
+            f"{database.parent}: the data directory already holds a database ({names}); "
+            "stop the node and move it away first"
         )
+    head = _check_backup(backup_file, genesis_hash)
+    # Copied beside the database and renamed into place only when whole, so a copy that
+    # fails (a full disk) leaves no half database to block the next attempt.
+    partial = database.with_name(database.name + ".restoring")
+    try:
+        database.parent.mkdir(parents=True, exist_ok=True)
+        for stale in (partial, *_sidecars(partial)):
+            stale.unlink(missing_ok=True)
+        _copy_for_rejoining(backup_file, partial)
+        os.replace(partial, database)
+        _sync_directory(database.parent)
+    except (sqlite3.Error, OSError) as exc:
+        for leftover in (partial, *_sidecars(partial)):
+            leftover.unlink(missing_ok=True)
+        raise StorageError(f"{database}: the restore failed: {exc}") from None
+    return head
+
+
+def _check_backup(backup_file: Path, genesis_hash: str) -> Head:
+    """The head of a sound database of this chain, or a StorageError saying what is wrong."""
     try:
         probe = connect(backup_file, readonly=True)
     except StorageError:
@@ -450,30 +485,38 @@ def restore(backup_file: Path, database: Path, genesis_hash: str) -> Head:
     if check is None or check[0] != "ok":
         detail = "no answer" if check is None else " ".join(str(check[0]).split())
         raise StorageError(f"{backup_file}: the backup is damaged ({detail})")
-    if known is None or bytes(known[0]).decode() != genesis_hash:
+    if known is None or not isinstance(known[0], bytes) or known[0] != genesis_hash.encode():
         raise StorageError(f"{backup_file}: the backup belongs to another chain")
-    # Copied beside the database and renamed into place only when whole, so a copy that
-    # fails (a full disk) leaves no half database to block the next attempt.
-    partial = database.with_name(database.name + ".restoring")
     try:
-        database.parent.mkdir(parents=True, exist_ok=True)
-        partial.unlink(missing_ok=True)
-        source = sqlite3.connect(backup_file, isolation_level=None)
+        return GENESIS_HEAD if row is None else decode(Head, bytes(row[0]))
+    except (DecodeError, TypeError):
+        raise StorageError(f"{backup_file}: the backup's head record is damaged") from None
+
+
+def _copy_for_rejoining(backup_file: Path, target_path: Path) -> None:
+    source = sqlite3.connect(f"file:{backup_file}?mode=ro", uri=True, isolation_level=None)
+    try:
+        target = sqlite3.connect(target_path, isolation_level=None)
         try:
-            target = sqlite3.connect(partial, isolation_level=None)
-            try:
-                source.backup(target)
-                target.execute("PRAGMA journal_mode=WAL")
-            finally:
-                target.close()
+            source.backup(target)
+            target.execute("BEGIN")
+            target.execute("DELETE FROM records")
+            target.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('rejoining', x'01')")
+            target.execute("COMMIT")
+            target.execute("PRAGMA journal_mode=WAL")
         finally:
-            source.close()
-        os.replace(partial, database)
-    except (sqlite3.Error, OSError) as exc:
-        for leftover in (partial, *_sidecars(partial)):
-            leftover.unlink(missing_ok=True)
-        raise StorageError(f"{database}: the restore failed: {exc}") from None
-    return GENESIS_HEAD if row is None else decode(Head, bytes(row[0]))
+            target.close()
+    finally:
+        source.close()
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make a rename in `directory` durable."""
+    handle = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
 
 
 def _sidecars(database: Path) -> tuple[Path, Path]:

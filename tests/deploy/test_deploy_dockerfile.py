@@ -341,6 +341,7 @@ def live(port: int) -> bool:
         return False
 
 
+@pytest.mark.cluster
 def test_healthcheck_passes_on_a_running_node_and_fails_once_it_stopped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -44,6 +44,7 @@ pytestmark = pytest.mark.cluster
 LARGE_FILE_BYTES = 200 * MIB
 """The acceptance asks for a 200 MB file (this is 200 MiB, a little more)."""
 PEAK_RSS_BYTES_MAX = 150 * 1024 * 1024
+COMMAND_TIMEOUT_S = 600
 MARKER = b"NOTARYCHAIN-VAULT-PLAINTEXT-MARKER:" + bytes(range(0xC0, 0xDD))
 MARKER_EVERY_CHUNKS = 16
 CREDIT = 1_000
@@ -127,6 +128,7 @@ def run_measured(module: str, args: list[str], directory: Path) -> Measured:
     """Run `python -m module args`; its output, and its own peak resident memory."""
     out, err = directory / "measured.out", directory / "measured.err"
     peak = directory / "measured.peak"
+    peak.unlink(missing_ok=True)
     environment = {**os.environ, "PEAK_RSS_FILE": str(peak)}
     started = time.monotonic()
     with out.open("w") as stdout, err.open("w") as stderr:
@@ -136,8 +138,10 @@ def run_measured(module: str, args: list[str], directory: Path) -> Measured:
             stderr=stderr,
             env=environment,
             check=False,
+            timeout=COMMAND_TIMEOUT_S,
         )
     wall_s = time.monotonic() - started
+    assert peak.exists(), f"the command reported no peak memory: {err.read_text()}"
     return Measured(
         process.returncode, out.read_text(), err.read_text(), int(peak.read_text()), wall_s
     )
