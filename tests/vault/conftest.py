@@ -9,60 +9,40 @@ applicant and officer, the development fee schedule with the vault's entries,
 
 Rules kept here: network only to 127.0.0.1; every wait is bounded; only the
 processes started here are stopped, by their PIDs (SIGTERM, then SIGKILL).
+Free ports, starting and stopping a node, status and log tails come from the
+shared tests/support/harness.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import harness
 import pytest
+from harness import READY_TIMEOUT_S, start_node, stop_process, tail
 
 from node.up import create_local, write_client_config
 
 NODES = 4
-READY_TIMEOUT_S = 90.0
-STOP_TIMEOUT_S = 20.0
 CLIENT_TIMEOUT_S = 600.0
 START_ATTEMPTS = 3
 
 
-def ports_free(base: int) -> bool:
-    for port in [base + i for i in range(NODES)] + [base + 100 + i for i in range(NODES)]:
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-    return True
-
-
 def free_base_port() -> int:
     # A range of its own (the README tests start at 20000, the explorer's at 37000).
-    for base in range(44000, 60000, 173):
-        if ports_free(base):
-            return base
-    raise AssertionError("no free port range on this machine")
+    return harness.free_base_port(44000, 173, NODES)
 
 
 def status(url: str) -> dict[str, Any] | None:
-    try:
-        with urllib.request.urlopen(f"{url}/v1/status", timeout=2) as response:
-            data: dict[str, Any] = json.loads(response.read())
-            return data
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
+    return harness.http_status(url, timeout_s=2)
 
 
 @dataclass
@@ -79,33 +59,14 @@ class Consortium:
     def start(self, name: str) -> None:
         running = self.processes.get(name)
         assert running is None or running.poll() is not None, f"{name} is running"
-        with (self.data / name / "node.log").open("ab") as log:
-            self.processes[name] = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "node",
-                    "run",
-                    "--config",
-                    str(self.data / name / "node.toml"),
-                    "--log-format",
-                    "text",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.processes[name] = start_node(self.data / name / "node.toml", self.log_path(name))
+
+    def log_path(self, name: str) -> Path:
+        return self.data / name / "node.log"
 
     def stop(self, name: str, signum: int = signal.SIGTERM) -> None:
-        process = self.processes.get(name)
-        if process is None or process.poll() is not None:
-            return
-        os.kill(process.pid, signum)
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait(timeout=STOP_TIMEOUT_S)
+        """End one node by the PID this harness started (SIGKILL if it lingers)."""
+        stop_process(self.processes.get(name), signum)
 
     def wait_until(self, names: tuple[str, ...], height_at_least: int = 0) -> None:
         """Until these nodes answer, agree on the height, and reach `height_at_least`."""
@@ -133,8 +94,7 @@ class Consortium:
         return max(heights)
 
     def log_tail(self, name: str, lines: int = 20) -> str:
-        text = (self.data / name / "node.log").read_text(errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
+        return tail(self.log_path(name), lines)
 
     def close(self) -> None:
         for name in list(self.processes):
