@@ -9,7 +9,8 @@ Rules kept here:
   chunk only if it hashes to the manifest's hash at its index.
 - Uploads need the entry's owner's signature (`SignedUpload`) naming this
   node's institution, within `REQUEST_SKEW_MS` of this node's clock; the entry
-  must be committed, not erased, and list this institution. Each owner's bytes
+  must be committed, not erased, list this institution, and have its storage
+  paid at this node's clock (403 `storage_lapsed`). Each owner's bytes
   on this node are bounded by a quota (`NOTARYCHAIN_VAULT_QUOTA_BYTES`, default
   `QUOTA_BYTES_DEFAULT`).
 - Downloads need a reader's signature (`SignedDownload`) naming a committed
@@ -418,10 +419,19 @@ async def _upload_entry(request: web.Request, index: int) -> tuple[Entry, Signed
     if not verify(signed.signer, signed.signature, UPLOAD_DOMAIN + encode(upload)):
         raise ApiError(403, "bad_signature", "the upload request's signature does not verify")
     entry = await _entry(node, evidence_id)
-    if signed.signer != entry.owner:
+    _upload_check(node, entry, signed.signer, int(time.time() * 1000))
+    return entry, signed
+
+
+def _upload_check(node: Node, entry: Entry, signer: bytes, now_ms: int) -> None:
+    """The state checks of an upload: the owner's, to a storing node, of paid storage (a
+    lapsed entry takes no new bytes until it is renewed)."""
+    if signer != entry.owner:
         raise ApiError(403, "not_owner", "only the entry's owner may upload its content")
     _stored_here(node, entry)
-    return entry, signed
+    lapse = entry.lapse_problem(now_ms)
+    if lapse is not None:
+        raise ApiError(403, *lapse)
 
 
 def _download_check(

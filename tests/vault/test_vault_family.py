@@ -33,7 +33,7 @@ from node.admission import AdmissionRefusal, Admitted, dry_run
 from node.api import ApiError
 from node.families.base import Context, Refused
 from node.families.vault import VaultFamily
-from node.vault import _download_check
+from node.vault import _download_check, _upload_check
 
 STORE_PER_MIB_MONTH = 2
 MONTHS = 3
@@ -575,3 +575,23 @@ def test_a_node_refuses_to_serve_lapsed_content_until_it_is_renewed(world: World
     assert (caught.value.status, caught.value.code) == (403, "storage_lapsed")
     renew(world, 1)
     assert check(paid_until_ms + 1).paid_until_ms == paid_until_ms + v.MONTH_MS
+
+
+def test_a_node_takes_no_upload_for_lapsed_storage_until_it_is_renewed(world: World) -> None:
+    """The upload route's state checks (`node.vault._upload_check`), at the node's clock."""
+    stored(world)
+    chain = world.chain
+    entry = chain.entry(world.evidence_id)
+    node: Any = SimpleNamespace(config=SimpleNamespace(institution=INSTITUTIONS[0]))
+    owner = world.owner.public_key
+
+    _upload_check(node, entry, owner, entry.paid_until_ms)  # the last paid millisecond
+    with pytest.raises(ApiError) as caught:
+        _upload_check(node, entry, owner, entry.paid_until_ms + 1)
+    assert (caught.value.status, caught.value.code) == (403, "storage_lapsed")
+    with pytest.raises(ApiError) as caught:
+        _upload_check(node, entry, world.reader.public_key, entry.paid_until_ms)
+    assert (caught.value.status, caught.value.code) == (403, "not_owner")
+    renew(world, 1)
+    renewed = chain.entry(world.evidence_id)
+    _upload_check(node, renewed, owner, entry.paid_until_ms + 1)
