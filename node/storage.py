@@ -414,26 +414,15 @@ class Reader:
 
 
 def backup(source: Path, destination: Path) -> Head:
-    """A consistent copy of a node's database, taken while the node runs (SQLite's
-    online backup over a read snapshot). The copy holds no consensus records and is
-    marked so that a node restored from it rejoins: it cannot know what it signed
-    after the copy was taken, so it must not vote until it is past all of that."""
+    """A consistent copy of a node's database, taken while the node runs; it holds no
+    consensus records and is marked rejoining (`_copy_for_rejoining`)."""
     if destination.exists():
         raise StorageError(f"{destination}: already exists; refusing to overwrite it")
     reader = connect(source, readonly=True)
-    target = sqlite3.connect(destination, isolation_level=None)
     try:
-        reader.backup(target)
-        target.execute("PRAGMA journal_mode=DELETE")
-        target.execute("BEGIN IMMEDIATE")
-        target.execute("DELETE FROM records")
-        target.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('rejoining', x'01')")
-        target.execute("COMMIT")
-        row = target.execute("SELECT value FROM meta WHERE key = 'head'").fetchone()
+        return _copy_for_rejoining(reader, destination, "DELETE")
     finally:
-        target.close()
         reader.close()
-    return GENESIS_HEAD if row is None else decode(Head, bytes(row[0]))
 
 
 def restore(backup_file: Path, database: Path, genesis_hash: str) -> Head:
@@ -458,10 +447,14 @@ def restore(backup_file: Path, database: Path, genesis_hash: str) -> Head:
         database.parent.mkdir(parents=True, exist_ok=True)
         for stale in (partial, *_sidecars(partial)):
             stale.unlink(missing_ok=True)
-        _copy_for_rejoining(backup_file, partial)
+        source = connect(backup_file, readonly=True)
+        try:
+            _copy_for_rejoining(source, partial, "WAL")
+        finally:
+            source.close()
         os.replace(partial, database)
         _sync_directory(database.parent)
-    except (sqlite3.Error, OSError) as exc:
+    except (sqlite3.Error, OSError, StorageError) as exc:
         for leftover in (partial, *_sidecars(partial)):
             leftover.unlink(missing_ok=True)
         raise StorageError(f"{database}: the restore failed: {exc}") from None
@@ -493,21 +486,23 @@ def _check_backup(backup_file: Path, genesis_hash: str) -> Head:
         raise StorageError(f"{backup_file}: the backup's head record is damaged") from None
 
 
-def _copy_for_rejoining(backup_file: Path, target_path: Path) -> None:
-    source = sqlite3.connect(f"file:{backup_file}?mode=ro", uri=True, isolation_level=None)
+def _copy_for_rejoining(source: sqlite3.Connection, target_path: Path, journal_mode: str) -> Head:
+    """Copy a database (SQLite's online backup, a consistent snapshot) to `target_path`,
+    without its consensus records and marked rejoining; the copy's head. A node started on
+    the copy cannot know what it signed after the copy was taken, so it must not vote
+    until it is past all of that."""
+    target = sqlite3.connect(target_path, isolation_level=None)
     try:
-        target = sqlite3.connect(target_path, isolation_level=None)
-        try:
-            source.backup(target)
-            target.execute("BEGIN")
-            target.execute("DELETE FROM records")
-            target.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('rejoining', x'01')")
-            target.execute("COMMIT")
-            target.execute("PRAGMA journal_mode=WAL")
-        finally:
-            target.close()
+        source.backup(target)
+        target.execute(f"PRAGMA journal_mode={journal_mode}")
+        target.execute("BEGIN IMMEDIATE")
+        target.execute("DELETE FROM records")
+        target.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('rejoining', x'01')")
+        target.execute("COMMIT")
+        row = target.execute("SELECT value FROM meta WHERE key = 'head'").fetchone()
     finally:
-        source.close()
+        target.close()
+    return GENESIS_HEAD if row is None else decode(Head, bytes(row[0]))
 
 
 def _sync_directory(directory: Path) -> None:
