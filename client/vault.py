@@ -587,34 +587,52 @@ class AsyncVaultClient(AsyncClient):
     async def _manifest(self, entry: v.Entry, authorization: bytes) -> tuple[bytes, list[str]]:
         """The manifest from the first storing node that has a good one; the nodes to try."""
         urls = await self._storing_urls(entry)
-        path = f"/v1/vault/entries/{entry.evidence_id.hex()}/manifest"
-        problems = []
-        for url in urls:
-            headers = self._download_header(authorization, entry.evidence_id, -1)
-            try:
-                status, data = await self._transfer("GET", url + path, headers)
-            except NodeUnavailable as exc:
-                problems.append(str(exc))
-                continue
-            if status != 200:
-                refusal = _refusal(status, _json(data))
-                if status in (401, 403, 410):
-                    raise refusal
-                problems.append(f"{url}: {refusal}")
-                continue
-            if (
-                len(data) == 32 * entry.chunk_count
-                and ciphertext_hash(data) == entry.ciphertext_hash
-            ):
-                return data, urls
-            problems.append(f"{url}: the manifest does not match the chain")
-        raise NodeUnavailable("no storing node gave the manifest: " + "; ".join(problems))
+
+        def problem(data: bytes) -> str | None:
+            matches = len(data) == 32 * entry.chunk_count
+            if matches and ciphertext_hash(data) == entry.ciphertext_hash:
+                return None
+            return "the manifest does not match the chain"
+
+        data, _ = await self._download_first_good(
+            urls, entry.evidence_id, -1, authorization, problem=problem, what="the manifest"
+        )
+        return data, urls
 
     async def _fetch_chunk(
         self, urls: list[str], decryptor: Decryptor, authorization: bytes, index: int
     ) -> tuple[bytes, str]:
-        evidence_id = decryptor.layout.evidence_id
-        path = f"/v1/vault/entries/{evidence_id.hex()}/chunks/{index}"
+        def problem(data: bytes) -> str | None:
+            try:
+                decryptor.check(index, data)
+            except IntegrityError as exc:
+                return str(exc)
+            return None
+
+        return await self._download_first_good(
+            urls,
+            decryptor.layout.evidence_id,
+            index,
+            authorization,
+            problem=problem,
+            what=f"chunk {index}",
+        )
+
+    async def _download_first_good(
+        self,
+        urls: list[str],
+        evidence_id: bytes,
+        index: int,
+        authorization: bytes,
+        *,
+        problem: Callable[[bytes], str | None],
+        what: str,
+    ) -> tuple[bytes, str]:
+        """The manifest (index -1) or a chunk from the first of `urls` whose answer has no
+        `problem`, with that node's URL. A refusal that concerns the reader (401, 403, 410)
+        is raised at once: another node would refuse it too."""
+        tail = "manifest" if index < 0 else f"chunks/{index}"
+        path = f"/v1/vault/entries/{evidence_id.hex()}/{tail}"
         problems = []
         for url in urls:
             headers = self._download_header(authorization, evidence_id, index)
@@ -629,13 +647,11 @@ class AsyncVaultClient(AsyncClient):
                     raise refusal
                 problems.append(f"{url}: {refusal}")
                 continue
-            try:
-                decryptor.check(index, data)
-            except IntegrityError as exc:
-                problems.append(f"{url}: {exc}")
-                continue
-            return data, url
-        raise NodeUnavailable(f"no storing node gave chunk {index}: " + "; ".join(problems))
+            wrong = problem(data)
+            if wrong is None:
+                return data, url
+            problems.append(f"{url}: {wrong}")
+        raise NodeUnavailable(f"no storing node gave {what}: " + "; ".join(problems))
 
     # ------------------------------------------------------------ sharing
 
