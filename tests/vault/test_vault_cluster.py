@@ -371,12 +371,14 @@ def test_nodes_serve_ciphertext_only_to_signed_requests_of_active_grantees(
     reader = load_private_key(consortium.data / "dev" / "reader.key")
     stranger = load_private_key(consortium.data / "dev" / "stranger.key")
 
-    async def authorize() -> str:
+    async def authorize() -> tuple[str, int]:
         async with AsyncVaultClient.from_config(config, "reader") as client:
-            tx_id, _ = await client.authorize_download(bytes.fromhex(digest))
-            return tx_id
+            return await client.authorize_download(bytes.fromhex(digest))
 
-    authorization = asyncio.run(authorize())
+    authorization, authorized_height = asyncio.run(authorize())
+    # The authorization committed on the node the client asked; the raw requests below
+    # go to a storing node, which must have executed that block first.
+    consortium.wait_until(consortium.names, authorized_height)
     base = consortium.urls[stored["institutions"][0]] + f"/v1/vault/entries/{digest}"
 
     status, manifest = http(
