@@ -210,9 +210,25 @@ class AsyncClient:
         try:
             return await self.wait(tx_id)
         except (Timeout, NodeUnavailable):
-            # The node we used may have died before relaying it: give it to another one.
-            await self.submit(tx)
+            # The node we used may have died before relaying it, or be cut off from the
+            # primary: as a PBFT client does, give the request to every node.
+            await self.submit_everywhere(tx)
             return await self.wait(tx_id)
+
+    async def submit_everywhere(self, tx: Transaction) -> None:
+        """Give a signed transaction to every node at once; fine if one of them takes it."""
+        body = encode(tx)
+
+        async def one(index: int) -> ClientError | None:
+            try:
+                status, data = await self._call("POST", "/v1/transactions", body, node=index)
+            except NodeUnavailable as exc:
+                return exc
+            return None if status in (200, 202) else _refusal(status, data)
+
+        problems = await asyncio.gather(*(one(i) for i in range(len(self.nodes))))
+        if all(problems):
+            raise next(p for p in problems if p is not None)
 
     # ------------------------------------------------------------ families
 

@@ -474,7 +474,13 @@ class Replica:
             self.pool.add(tx_id, tx, self.now_ms)
             if from_client:
                 forward.append(tx)
-        if forward and self.active and not self.is_primary:
+        if not forward:
+            return
+        if not self.active:
+            # Changing view, possibly alone (it suspected a primary the others still
+            # follow): no primary takes requests from it, so they go to every replica.
+            out.broadcast(Requests(tuple(forward)))
+        elif not self.is_primary:
             out.send.append((self.primary_of(self.view), Requests(tuple(forward))))
 
     def _forward_pending_to_primary(self, out: Output) -> None:
@@ -972,6 +978,9 @@ class Replica:
             own = self.my_view_changes.get(self.view)
             if own is not None:
                 out.broadcast(own)
+            # The others may still follow the primary this replica suspected (it may only
+            # have been unreachable from here): its waiting requests can commit there.
+            self._share_waiting_requests(self.params.batch_size_max, out)
             return
         # 2f + 1 replicas want this view but its NewView did not come: try the next one,
         # waiting longer (section 4.5.2).

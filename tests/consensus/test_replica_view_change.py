@@ -396,3 +396,41 @@ def test_a_primary_that_orders_others_but_censors_one_request_is_replaced(
     assert all(r.view >= 1 and r.active for r in cluster.replicas[1:])
     for index in (1, 2, 3):
         assert censored.id in cluster.delivered_tx_ids(index)
+
+
+def test_a_replica_alone_in_a_higher_view_hands_its_clients_requests_to_the_others(
+    make_cluster: MakeCluster,
+) -> None:
+    """Regression (a consortium starting up, its nodes one by one): a backup that timed a
+    request while the primary was not running yet asked for view 1 alone, and the others,
+    started later, follow the primary in view 0 and never join it. The requests its
+    clients keep sending it must still reach them and commit, not wait there forever."""
+    cluster = make_cluster()
+    cluster.down = {0, 1, 3}  # not running yet: what is sent to them is lost
+    held_before = cluster.kit.tx(b"sent before the others ran")
+    cluster.submit(2, held_before)
+    cluster.tick(TIMEOUT_MS, replicas=[2])
+    cluster.run()
+    lonely = cluster.replicas[2]
+    assert (lonely.view, lonely.active) == (1, False)
+
+    cluster.down = set()
+    sent_after = cluster.kit.tx(b"sent to the lonely replica after the others started")
+    cluster.submit(2, sent_after)
+    cluster.run()
+    for index in (0, 1, 3):
+        assert sent_after.id in cluster.delivered_tx_ids(index)
+        assert held_before.id not in cluster.delivered_tx_ids(index)
+
+    # Its view change times out with no quorum: it repeats it and shares what still waits.
+    cluster.tick(2_000)
+    cluster.run()
+    for index in (0, 1, 3):
+        assert held_before.id in cluster.delivered_tx_ids(index)
+        assert (cluster.replicas[index].view, cluster.replicas[index].active) == (0, True)
+    # The lonely replica stays in view 1 (it cannot take back its ViewChange) but
+    # follows the chain by fetching the blocks the others' Status messages announce.
+    cluster.tick(1_000)
+    cluster.run()
+    assert (lonely.view, lonely.active) == (1, False)
+    assert cluster.delivered_tx_ids(2) == cluster.delivered_tx_ids(0)

@@ -119,6 +119,13 @@ class Consortium:
                 process.kill()
                 process.wait()
 
+    def logs(self, lines: int = 30) -> str:
+        parts = []
+        for name in self.processes:
+            text = (self.root / f"{name}.log").read_text(errors="replace").splitlines()
+            parts.append(f"==== {name}\n" + "\n".join(text[-lines:]))
+        return "\n".join(parts)
+
     def client(self, names: list[str], key: PrivateKey | None = None) -> AsyncClient:
         return AsyncClient([self.api(n) for n in names], self.genesis, key)
 
@@ -192,6 +199,8 @@ def test_a_fifth_institution_joins_while_transactions_flow(consortium: Consortiu
     writer.start()
     try:
         asyncio.run(join_court(consortium, committed))
+    except AssertionError as failure:
+        raise AssertionError(f"{failure}\n{consortium.logs()}") from failure
     finally:
         stop.set()
         writer.join(timeout=60)
@@ -242,6 +251,15 @@ async def join_court(consortium: Consortium, committed: list[bytes]) -> None:
             before = (await court.status())["height"]
             await wait_for(lambda: _height_at_least(court, before + 5), "blocks after the change")
             last = committed[-1]
+
+            async def court_has_it() -> bool:
+                try:
+                    await court.record("evidence", last.hex())
+                except ClientError:
+                    return False  # acknowledged by another node; the court is a block behind
+                return True
+
+            await wait_for(court_has_it, "the court to execute the last acknowledged block")
             _, verified = await court.proof("evidence", last.hex())
             assert verified.state[evidence_key(last)] is not None
             assert verified.validators.n == 5

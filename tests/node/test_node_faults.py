@@ -251,3 +251,34 @@ def test_backup_far_behind_catches_up_while_requests_keep_arriving(
     height = cluster.wait_settled(everyone, timeout=60)
     assert_identical_chains(cluster, everyone, height)
     assert_present(cluster, load, everyone)
+
+
+@pytest.mark.cluster
+def test_nodes_started_one_by_one_commit_what_the_first_one_took(
+    cluster_factory: Callable[..., Cluster],
+) -> None:
+    """Regression: a consortium started node by node, a client writing to the first node
+    from the start. That node times the request while the primary is not running, asks
+    for view 1 alone and stays there (the others, started later, follow view 0); the
+    requests it holds and the ones its client keeps sending must still commit."""
+    cluster = cluster_factory(consensus=ConsensusSettings(request_timeout_ms=1500))
+    cluster.start([BACKUP])
+    cluster.wait_ready([BACKUP])
+    early = cluster.make_txs(1)[0]
+    cluster.submit_acked(early, BACKUP)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and cluster.status(BACKUP)["view"] == 0:
+        time.sleep(0.2)
+    status = cluster.status(BACKUP)
+    assert (status["view"], status["view_active"]) == (1, False), status
+
+    others = [i for i in range(cluster.n) if i != BACKUP]
+    cluster.start(others)
+    cluster.wait_ready()
+    later = cluster.make_txs(1)[0]
+    cluster.submit_acked(later, BACKUP)
+    for tx in (early, later):
+        for i in range(cluster.n):
+            cluster.wait_committed(tx.id, i, timeout=60)
+    height = cluster.wait_settled(timeout=60)
+    assert_identical_chains(cluster, list(range(cluster.n)), height)
