@@ -39,13 +39,17 @@ from ledger.merkle import EMPTY_ROOT, MerkleLog
 from ledger.smt import EMPTY as SMT_EMPTY
 from ledger.smt import SmtNode, SparseMerkleTree, decode_node, encode_node
 from ledger.validators import ValidatorSet
+from node.cache import GenerationalCache
 from node.families.base import Context, Family, Refused
 from node.families.governance import apply_due_changes, apply_membership_change
 from node.storage import BlockWrite, Head, Store, TxEntry
 
 OK = "ok"
 PROPOSAL_PREFIX = proposal_key(b"")
-STATE_CACHE_MAX = 100_000
+STATE_CACHE_MAX = 64_000
+"""State values held in memory (each about 0.3 KB with its key)."""
+SMT_CACHE_MAX = 128_000
+"""State-tree nodes held in memory (each about 0.3 KB); the top levels stay."""
 
 
 class FrontierNodeStore:
@@ -87,29 +91,25 @@ class DatabaseSmtStore:
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._cache: dict[bytes, SmtNode] = {}
+        self._cache: GenerationalCache[bytes, SmtNode] = GenerationalCache(SMT_CACHE_MAX)
         self.pending: list[tuple[bytes, bytes]] = []
 
     def get(self, node_hash: bytes) -> SmtNode | None:
-        node = self._cache.get(node_hash)
-        if node is None:
-            row = self._store.db.execute(
-                "SELECT data FROM smt_nodes WHERE hash = ?", (node_hash,)
-            ).fetchone()
-            if row is None:
-                return None
-            node = decode_node(bytes(row[0]))
-            self._remember(node_hash, node)
+        cached, node = self._cache.lookup(node_hash)
+        if cached:
+            return node
+        row = self._store.db.execute(
+            "SELECT data FROM smt_nodes WHERE hash = ?", (node_hash,)
+        ).fetchone()
+        if row is None:
+            return None
+        node = decode_node(bytes(row[0]))
+        self._cache.put(node_hash, node)
         return node
 
     def put(self, node_hash: bytes, node: SmtNode) -> None:
-        self._remember(node_hash, node)
+        self._cache.put(node_hash, node)
         self.pending.append((node_hash, encode_node(node)))
-
-    def _remember(self, node_hash: bytes, node: SmtNode) -> None:
-        if len(self._cache) > 200_000:
-            self._cache.clear()  # cheap bound: the hot top of the tree is re-read at once
-        self._cache[node_hash] = node
 
 
 class Executor:
@@ -122,7 +122,9 @@ class Executor:
         self.log_store = FrontierNodeStore(counts, tails)
         self.log = MerkleLog(self.log_store)
         self.smt_store = DatabaseSmtStore(store)
-        self.state_cache: dict[bytes, bytes | None] = {}
+        self.state_cache: GenerationalCache[bytes, bytes | None] = GenerationalCache(
+            STATE_CACHE_MAX
+        )
         self.membership_changes: list[tuple[int, Members]] = []
         """(height, members) for each validator-set change executed (read by the driver)."""
         self.epoch_schedules: list[EpochScheduled] = []
@@ -150,14 +152,12 @@ class Executor:
         return counts, tails
 
     def _read(self, key: bytes) -> bytes | None:
-        cache = self.state_cache
-        if key in cache:
-            return cache[key]
+        cached, value = self.state_cache.lookup(key)
+        if cached:
+            return value
         row = self.store.db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
         value = None if row is None else bytes(row[0])
-        if len(cache) >= STATE_CACHE_MAX:
-            cache.clear()  # cheap bound; hot keys (identities, schedule) come back at once
-        cache[key] = value
+        self.state_cache.put(key, value)
         return value
 
     def _write_genesis_state(self) -> None:

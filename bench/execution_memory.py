@@ -1,0 +1,128 @@
+"""Memory of execution and storage alone over a long chain, without consensus or HTTP.
+
+One process builds blocks of signed evidence registrations and executes them
+with the node's own `Executor` on a real SQLite store (the node's settings),
+the way a node does after consensus, and samples its resident memory
+(VmRSS, and VmHWM, the peak) as the chain grows. It answers whether the
+memory a node needs grows with the chain's length, in minutes rather than the
+hours a full consortium would take to commit a million transactions.
+
+    python bench/execution_memory.py --transactions 1000000 --json out.json
+
+Signing is done ahead in chunks and is not part of what is measured; the
+figures are the process's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from consensus.events import CommittedBlock
+from ledger.block import Block, BlockHeader, transactions_root
+from ledger.genesis import GenesisIdentity
+from ledger.keys import PrivateKey, public_key_text
+from node.executor import Executor
+from node.families import code_hashes, instantiate
+from node.loadgen import make_transactions
+from node.material import InstitutionSpec, create_consortium
+from node.storage import Store
+
+NAMES = (("notary-office", "notary"), ("acme", "enterprise"))
+
+
+def memory_mb() -> dict[str, float]:
+    """This process's resident memory now and at its peak, in MB (from /proc)."""
+    figures: dict[str, float] = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            figures[name] = int(value.split()[0]) / 1024
+    return {"rss_mb": round(figures["VmRSS"], 1), "peak_mb": round(figures["VmHWM"], 1)}
+
+
+def run(transactions: int, block_size: int, sample_every: int, work: Path) -> dict[str, Any]:
+    key = PrivateKey.generate()
+    specs = [
+        InstitutionSpec(name, role, "127.0.0.1", 20000 + 2 * i, 20001 + 2 * i)
+        for i, (name, role) in enumerate(NAMES)
+    ]
+    genesis = create_consortium(
+        work / "consortium",
+        specs,
+        chain_id="notarychain-memory",
+        families=code_hashes(),
+        identities=(
+            GenesisIdentity(
+                key=public_key_text(key.public_key),
+                institution="acme",
+                role="applicant",
+                name="load",
+            ),
+        ),
+    )
+    store = Store(work / "chain.db", genesis.genesis_hash)
+    executor = Executor(store, genesis, instantiate(genesis))
+    proposer = genesis.validator_set().validators[0]
+    previous = executor.head.block_hash
+    samples: list[dict[str, Any]] = []
+    started = time.monotonic()
+    executed = 0
+    height = executor.head.height
+    while executed < transactions:
+        count = min(block_size, transactions - executed)
+        txs = tuple(make_transactions(key, genesis.chain_id, count, 100))
+        height += 1
+        header = BlockHeader(
+            genesis.chain_id,
+            height,
+            0,
+            int(time.time() * 1000),
+            previous,
+            transactions_root(txs),
+            proposer,
+        )
+        block = Block(header, txs)
+        executor.execute(CommittedBlock(block, None))
+        previous = block.hash
+        executed += count
+        if executed % sample_every < count or executed == transactions:
+            gc.collect()
+            sample = {
+                "committed": executed,
+                "elapsed_s": round(time.monotonic() - started, 1),
+                **memory_mb(),
+                "database_mb": round(_database_bytes(work) / 1e6, 1),
+            }
+            samples.append(sample)
+            print(json.dumps(sample), flush=True)
+    store.close()
+    return {"transactions": executed, "block_size": block_size, "samples": samples}
+
+
+def _database_bytes(work: Path) -> int:
+    return sum(p.stat().st_size for p in work.glob("chain.db*"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--transactions", type=int, default=200_000)
+    parser.add_argument("--block-size", type=int, default=500)
+    parser.add_argument("--sample-every", type=int, default=50_000)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="notarychain-memory-") as work:
+        report = run(args.transactions, args.block_size, args.sample_every, Path(work))
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
