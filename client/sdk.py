@@ -224,11 +224,22 @@ class AsyncClient:
                 status, data = await self._call("POST", "/v1/transactions", body, node=index)
             except NodeUnavailable as exc:
                 return exc
-            return None if status in (200, 202) else _refusal(status, data)
+            if status in (200, 202):
+                return None
+            if status in RETRYABLE:
+                return NodeUnavailable(f"{self.nodes[index]}: HTTP {status}")
+            return _refusal(status, data)
 
+        preferred = self._preferred
         problems = await asyncio.gather(*(one(i) for i in range(len(self.nodes))))
+        self._preferred = preferred
         if all(problems):
-            raise next(p for p in problems if p is not None)
+            # A node's reason (the transaction expired, its sender is unknown...) says more
+            # than another node's silence or load.
+            refusals = [p for p in problems if isinstance(p, Refused)]
+            if refusals:
+                raise refusals[0]
+            raise NodeUnavailable("no node took it: " + "; ".join(str(p) for p in problems))
 
     # ------------------------------------------------------------ families
 

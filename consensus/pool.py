@@ -2,11 +2,14 @@
 
 Rule: a request stays here from arrival until its block is delivered, so
 every replica can time it (a primary that does not order it in time is
-suspected). A request is offered for a new batch only when no batch of the
-current view holds it. Ids already delivered are remembered until their
-expiry time has passed on the chain, which is the longest a copy could still
-be valid; hence memory is bounded by throughput times the transaction
-lifetime, however long the chain runs.
+suspected), or until it has expired: then no block can hold it any more, and
+a replica that kept it would time it, share it and suspect primaries for it
+forever (a backup or a replica changing view never builds the batch that
+drops expired requests). A request is offered for a new batch only when no
+batch of the current view holds it. Ids already delivered are remembered
+until their expiry time has passed on the chain, which is the longest a copy
+could still be valid; hence memory is bounded by throughput times the
+transaction lifetime, however long the chain runs.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ class RequestPool:
         "_in_batch",
         "_pending",
         "_unassigned",
+        "_waiting_expiry_heap",
     )
 
     def __init__(self, capacity: int) -> None:
@@ -37,6 +41,7 @@ class RequestPool:
         self._unassigned: dict[bytes, Transaction] = {}  # pending and in no batch, by arrival
         self._delivered: set[bytes] = set()
         self._expiry_heap: list[tuple[int, bytes]] = []
+        self._waiting_expiry_heap: list[tuple[int, bytes]] = []
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -60,6 +65,7 @@ class RequestPool:
         self._pending[tx_id] = tx
         self._unassigned[tx_id] = tx
         self._arrival_ms[tx_id] = now_ms
+        heapq.heappush(self._waiting_expiry_heap, (tx.body.expires_at_ms, tx_id))
         return True
 
     def oldest_arrival_ms(self) -> int | None:
@@ -108,3 +114,15 @@ class RequestPool:
         while heap and heap[0][0] < chain_time_ms:
             _, tx_id = heapq.heappop(heap)
             self._delivered.discard(tx_id)
+        self.drop_expired(chain_time_ms)
+
+    def drop_expired(self, before_ms: int) -> int:
+        """Drop the waiting requests that expire before `before_ms`; how many were dropped."""
+        heap = self._waiting_expiry_heap
+        dropped = 0
+        while heap and heap[0][0] < before_ms:
+            _, tx_id = heapq.heappop(heap)
+            if tx_id in self._pending:
+                self.drop(tx_id)
+                dropped += 1
+        return dropped

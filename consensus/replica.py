@@ -936,6 +936,9 @@ class Replica:
     def _on_tick(self, out: Output) -> None:
         now = self.now_ms
         params = self.params
+        # Requests expired even by a clock that is behind by the largest skew allowed can
+        # no longer go into any block this replica would accept: stop timing and sharing them.
+        self.pool.drop_expired(now - params.clock_skew_max_ms)
         if self.fetching is not None and now >= self.fetching[1]:
             self.fetching = None
         if not self.member:

@@ -8,6 +8,8 @@ new commits.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import hashlib
 import json
 import os
@@ -17,9 +19,13 @@ from pathlib import Path
 import pytest
 
 from client import Client, load_config, verify_certificate
+from client.errors import Refused
+from client.sdk import AsyncClient
 from client.verify import check_not_revoked
-from ledger.families.evidence import Item, Kind
+from ledger.encoding import encode
+from ledger.families.evidence import FAMILY, REGISTER, Item, Kind, Register
 from ledger.families.notarization import Purpose
+from ledger.tx import sign_transaction
 
 FEE = 100
 
@@ -216,3 +222,31 @@ def test_every_sdk_operation_succeeds_with_the_first_node_dead(consortium, victi
         assert (after["balance"], after["held"]) == (before["balance"] - FEE, before["held"])
         history = [e["step"] for e in applicant.record("applications", application_id)["history"]]
         assert history.count("applied") == 1, "one intent, one transaction"
+
+
+@pytest.mark.cluster
+def test_a_transaction_given_to_every_node_with_the_first_one_dead(consortium, victim) -> None:
+    """What the SDK does when no commit comes in time (the PBFT client rule): any node
+    taking the transaction is enough; when none does, a node's reason is what the caller
+    hears, not the dead node's silence."""
+    _, config_path = victim
+    config = load_config(config_path)
+
+    async def run() -> None:
+        async with AsyncClient.from_config(config) as client:
+            assert client.key is not None
+            digest = hashlib.sha256(os.urandom(32)).digest()
+            item = Item(digest, False, Kind.DOCUMENT, 1, None)
+            tx = client.build(FAMILY, REGISTER, Register((item,)))
+            await client.submit_everywhere(tx)
+            receipt = await client.wait(tx.id.hex())
+            assert receipt.height >= 1
+
+            expired = dataclasses.replace(
+                tx.body, payload=encode(Register((item,))), nonce=os.urandom(16), expires_at_ms=1
+            )
+            with pytest.raises(Refused) as refused:
+                await client.submit_everywhere(sign_transaction(expired, client.key))
+            assert refused.value.code == "expired"
+
+    asyncio.run(run())

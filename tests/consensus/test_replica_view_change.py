@@ -434,3 +434,30 @@ def test_a_replica_alone_in_a_higher_view_hands_its_clients_requests_to_the_othe
     cluster.run()
     assert (lonely.view, lonely.active) == (1, False)
     assert cluster.delivered_tx_ids(2) == cluster.delivered_tx_ids(0)
+    assert len(lonely.pool) == 0
+    cluster.assert_write_ahead(2)
+
+
+def test_a_waiting_request_that_expires_is_dropped_and_no_longer_shared(
+    make_cluster: MakeCluster,
+) -> None:
+    """A backup or a replica changing view never builds the batch that drops expired
+    requests: it drops them itself once even a clock behind by the largest skew allowed
+    says they expired, else it would time, share and suspect primaries for them forever."""
+    cluster = make_cluster(view_change_timeout_ms=2_000, clock_skew_max_ms=5_000)
+    cluster.filter = lambda sender, receiver, message: False  # nobody hears anybody
+    start = cluster.now_ms
+    short_lived = cluster.kit.tx(b"short-lived", expires_at_ms=start + 4_000)
+    long_lived = cluster.kit.tx(b"long-lived", expires_at_ms=start + 60_000)
+    cluster.submit(2, short_lived, long_lived)
+    cluster.tick(TIMEOUT_MS, replicas=[2])
+    lonely = cluster.replicas[2]
+    assert (lonely.view, lonely.active) == (1, False)
+
+    cluster.tick(4_000 + 5_000 + 1 - TIMEOUT_MS, replicas=[2])
+    assert short_lived.id not in lonely.pool
+    assert long_lived.id in lonely.pool
+    [output] = cluster.tick(2_000, replicas=[2])
+    shared = [m for _, m in output.send if carries(short_lived.id)(m)]
+    assert not shared
+    assert any(carries(long_lived.id)(m) for _, m in output.send)
