@@ -458,7 +458,10 @@ class Replica:
         one times it; a client that sees no commit in time gives its request to
         other replicas too, and once f + 1 of them suspect the primary, the view
         changes. (Forwarding to the primary only, rather than to everyone, spares
-        each backup one decoding and check of every transaction.)
+        each backup one decoding and check of every transaction.) A replica that
+        is changing view has no primary to forward to, and may be alone in that
+        view change while the others still run the old one: it gives its
+        clients' requests to every replica.
         """
         forward = []
         for tx in transactions:
