@@ -44,6 +44,7 @@ from node.up import Consortium, local_specs
 VERIFY_SAMPLE: Final = 4000
 WARMUP_S: Final = 2.0
 RSS_SAMPLE_S: Final = 0.5
+SAMPLES_INTERVAL_S: Final = 30.0
 PROOF_TRIES: Final = 50
 PROOFS_S_MAX: Final = 60.0
 
@@ -60,6 +61,9 @@ class BenchOptions:
     base_port: int = 7600
     json_path: Path | None = None
     keep: bool = False
+    samples_path: Path | None = None
+    """Where to append, every 30 s of the run, one JSON line with the transactions committed
+    so far and each node's resident and peak memory: how memory follows the chain's length."""
 
 
 def verify_rate_per_core() -> float:
@@ -92,11 +96,20 @@ def cpu_s(pid: int) -> float:
 
 
 def peak_rss_mb(pid: int) -> float:
+    return _status_mb(pid, "VmHWM")
+
+
+def rss_mb(pid: int) -> float:
+    return _status_mb(pid, "VmRSS")
+
+
+def _status_mb(pid: int, field: str) -> float:
+    """A memory figure of /proc/PID/status (VmRSS now, VmHWM the peak), in MB."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return 0.0
-    match = re.search(r"VmHWM:\s+(\d+) kB", status)
+    match = re.search(rf"{field}:\s+(\d+) kB", status)
     return int(match.group(1)) / 1024 if match else 0.0
 
 
@@ -278,10 +291,15 @@ def _drive(
     pids = [p.pid for p in consortium.processes.values()]
     rss: list[list[float]] = [[0.0] for _ in pids]
     cpu_start_s = [cpu_s(pid) for pid in pids]
-    deadline = time.monotonic() + options.duration_s + 120
+    started = time.monotonic()
+    deadline = started + options.duration_s + 120
+    next_sample = started
     while any(p.poll() is None for p in processes) and time.monotonic() < deadline:
         for index, pid in enumerate(pids):
             rss[index].append(peak_rss_mb(pid))
+        if options.samples_path is not None and time.monotonic() >= next_sample:
+            next_sample += SAMPLES_INTERVAL_S
+            _append_sample(options.samples_path, time.monotonic() - started, urls[0], pids)
         time.sleep(RSS_SAMPLE_S)
     for process in processes:
         if process.poll() is None:
@@ -311,6 +329,17 @@ def _drive(
         "rss": rss,
         "cpu_used_s": cpu_used_s,
     }
+
+
+def _append_sample(path: Path, elapsed_s: float, url: str, pids: list[int]) -> None:
+    sample = {
+        "elapsed_s": round(elapsed_s),
+        "committed": int(_metric(url, "notarychain_transactions_committed_total")),
+        "rss_mb": [round(rss_mb(pid), 1) for pid in pids],
+        "peak_rss_mb": [round(peak_rss_mb(pid), 1) for pid in pids],
+    }
+    with path.open("a") as out:
+        out.write(json.dumps(sample) + "\n")
 
 
 def _sum_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:

@@ -198,6 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--base-port", type=int, default=7600)
     bench.add_argument("--json", type=Path, help="write the figures here")
+    bench.add_argument(
+        "--samples",
+        type=Path,
+        help="append a JSON line every 30 s: transactions committed, each node's memory",
+    )
     return parser
 
 
@@ -283,6 +288,7 @@ def _bench(args: argparse.Namespace) -> int:
         base_port=args.base_port,
         json_path=args.json,
         keep=args.keep,
+        samples_path=args.samples,
     )
     try:
         figures = run_bench(options)

@@ -1,0 +1,76 @@
+"""`notarychain-node bench` for a few seconds: its report holds the figures the issue names.
+
+Real node processes and load generators on 127.0.0.1. Only the report's shape
+and its arithmetic are asserted (the ceiling and the fraction follow from the
+measured figures); speed itself is measured, never asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import harness
+import pytest
+
+NODES = 4
+
+
+@pytest.mark.cluster
+def test_a_short_bench_reports_every_named_figure(tmp_path: Path) -> None:
+    report = tmp_path / "bench.json"
+    samples = tmp_path / "samples.jsonl"
+    base = harness.free_base_port(27100, 10, NODES)
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "node",
+            "bench",
+            "--nodes",
+            str(NODES),
+            "--duration",
+            "5",
+            "--concurrency",
+            "32",
+            "--base-port",
+            str(base),
+            "--json",
+            str(report),
+            "--samples",
+            str(samples),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "Traceback" not in completed.stderr
+    figures = json.loads(report.read_text())
+
+    assert figures["nodes"] == NODES
+    assert figures["committed"] > 0 and figures["tx_per_s"] > 0
+    assert figures["committed"] <= figures["submitted"]
+    latency = figures["latency_ms"]
+    assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["max"]
+    assert isinstance(figures["view_changes"], int) and figures["view_changes"] >= 0
+    assert len(figures["rss_mb_per_node"]) == NODES
+    assert figures["rss_mb_max"] == max(figures["rss_mb_per_node"]) > 0
+    assert figures["cores"] == os.cpu_count()
+    ceiling = figures["cores"] * figures["verify_per_s_per_core"] / NODES
+    assert figures["ceiling_tx_per_s"] == pytest.approx(ceiling, rel=0.01)
+    fraction = figures["tx_per_s"] / figures["ceiling_tx_per_s"]
+    assert figures["ceiling_fraction"] == pytest.approx(fraction, rel=0.01, abs=0.001)
+    assert figures["proof"]["failed"] == 0
+    assert figures["data_dir"] is None, "no path of this machine in a report meant to be kept"
+
+    lines = [json.loads(line) for line in samples.read_text().splitlines()]
+    assert lines, "at least one sample, at the start of the load"
+    for sample in lines:
+        assert len(sample["rss_mb"]) == len(sample["peak_rss_mb"]) == NODES
+        pairs = zip(sample["rss_mb"], sample["peak_rss_mb"], strict=True)
+        assert all(0 < rss <= peak for rss, peak in pairs)
