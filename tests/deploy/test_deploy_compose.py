@@ -8,35 +8,31 @@ its config. The `docker run` example of deploy/README.md gets the same check.
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shlex
 import shutil
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import NameOID
+from deployment import (
+    DEPLOY_README,
+    INSTITUTIONS,
+    ROOT,
+    api_paths,
+    check_node_root,
+    dockerfile_cmd,
+    dockerfile_data_link,
+    run_init,
+)
 
 from ledger.genesis import Genesis, parse_genesis
-from ledger.keyfile import load_private_key
-from ledger.keys import public_key_text
-from node.api import build_api
 from node.cli import build_parser
 from node.cli import main as node_main
-from node.config import load_node_config
 
-ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
-DEPLOY_README = ROOT / "deploy" / "README.md"
-INSTITUTIONS = ("notary-office", "enterprise-1", "enterprise-2", "enterprise-3")
 INIT_COMMAND = (
     "notarychain-node init --out consortium --institution notary-office:notary "
     "--institution enterprise-1:enterprise --institution enterprise-2:enterprise "
@@ -45,59 +41,8 @@ INIT_COMMAND = (
 )
 
 
-def run_init(command: str, out: Path) -> Genesis:
-    """Run a documented `notarychain-node init ...` line with its --out replaced by `out`."""
-    argv = shlex.split(command)
-    assert argv[:2] == ["notarychain-node", "init"]
-    argv[argv.index("--out") + 1] = str(out)
-    env = {k: v for k, v in os.environ.items() if k != "NOTARYCHAIN_KEY_PASSPHRASE"}
-    subprocess.run(
-        [sys.executable, "-m", "node", *argv[1:]],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return parse_genesis((out / "genesis.json").read_bytes())
-
-
 def dockerfile_cmd_config() -> str:
-    text = (ROOT / "Dockerfile").read_text()
-    command = json.loads(re.search(r"^CMD (\[.*\])$", text, re.MULTILINE).group(1))
-    return str(build_parser().parse_args(command).config)
-
-
-def dockerfile_data_link() -> tuple[str, str]:
-    found = re.findall(r"ln -s (\S+) (\S+)", (ROOT / "Dockerfile").read_text())
-    assert len(found) == 1
-    return found[0]
-
-
-def api_paths() -> set[str]:
-    app = build_api(None)  # type: ignore[arg-type]  # the route table needs no node
-    return {route.resource.canonical for route in app.router.routes() if route.resource}
-
-
-def check_node_root(config_path: Path, institution: str, genesis: Genesis, data: Path) -> None:
-    """The node's config at `config_path` loads and is `institution`'s, with its data in `data`."""
-    config = load_node_config(config_path)  # fails on any missing file
-    entry = genesis.institution(institution)
-    assert config.institution == institution
-    assert config.data_dir == data.resolve()
-    assert (config.listen.host, config.listen.peer_port, config.listen.api_port) == (
-        entry.node.host,
-        entry.node.peer_port,
-        entry.node.api_port,
-    )
-    assert parse_genesis(config.genesis_path.read_bytes()).genesis_hash == genesis.genesis_hash
-    assert config.ca_cert_path.read_text() == genesis.ca_certificate
-    node_key = load_private_key(config.node_key_path)
-    assert public_key_text(node_key.public_key) == entry.node.key
-    certificate = x509.load_pem_x509_certificate(config.tls_cert_path.read_bytes())
-    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    assert [n.value for n in names] == [institution]
-    tls_key = serialization.load_pem_private_key(config.tls_key_path.read_bytes(), None)
-    assert tls_key.public_key() == certificate.public_key()
+    return str(build_parser().parse_args(dockerfile_cmd()).config)
 
 
 @pytest.fixture(scope="module")

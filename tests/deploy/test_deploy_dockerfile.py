@@ -23,8 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from deployment import api_paths
 
-from node.api import build_api
 from node.cli import build_parser
 from node.cli import main as node_main
 
@@ -91,11 +91,6 @@ def env_vars() -> dict[str, str]:
 
 def expand(text: str, variables: dict[str, str]) -> str:
     return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: variables[m.group(1) or m.group(2)], text)
-
-
-def api_paths() -> set[str]:
-    app = build_api(None)  # type: ignore[arg-type]  # the route table needs no node
-    return {route.resource.canonical for route in app.router.routes() if route.resource}
 
 
 # ---------------------------------------------------------------- building

@@ -20,21 +20,22 @@ from typing import Any
 
 import pytest
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import NameOID
+from deployment import (
+    DEPLOY_README,
+    INSTITUTIONS,
+    ROOT,
+    api_paths,
+    check_node_root,
+    dockerfile,
+    dockerfile_cmd,
+    dockerfile_data_link,
+    run_init,
+)
 
-from ledger.genesis import Genesis, parse_genesis
-from ledger.keyfile import load_private_key
-from ledger.keys import public_key_text
-from node.api import build_api
+from ledger.genesis import Genesis
 from node.cli import build_parser
-from node.config import load_node_config
 
-ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
-DEPLOY_README = ROOT / "deploy" / "README.md"
-INSTITUTIONS = ("notary-office", "enterprise-1", "enterprise-2", "enterprise-3")
 CLUSTER_DOMAIN = "cluster.local"
 PASSPHRASE = "correct horse"
 
@@ -53,63 +54,6 @@ for i, arg in enumerate(args):
     if arg in ("-f", "-k") and not (Path(os.environ["FAKE_KUBECTL_REPO"]) / args[i + 1]).exists():
         sys.exit(f"error: {args[i + 1]}: no such file or directory")
 """
-
-
-def run_init(command: str, out: Path) -> Genesis:
-    """Run a documented `notarychain-node init ...` line with its --out replaced by `out`."""
-    argv = shlex.split(command)
-    assert argv[:2] == ["notarychain-node", "init"]
-    argv[argv.index("--out") + 1] = str(out)
-    env = {k: v for k, v in os.environ.items() if k != "NOTARYCHAIN_KEY_PASSPHRASE"}
-    subprocess.run(
-        [sys.executable, "-m", "node", *argv[1:]],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return parse_genesis((out / "genesis.json").read_bytes())
-
-
-def dockerfile() -> str:
-    return (ROOT / "Dockerfile").read_text()
-
-
-def dockerfile_cmd() -> list[str]:
-    return json.loads(re.search(r"^CMD (\[.*\])$", dockerfile(), re.MULTILINE).group(1))
-
-
-def dockerfile_data_link() -> tuple[str, str]:
-    found = re.findall(r"ln -s (\S+) (\S+)", dockerfile())
-    assert len(found) == 1
-    return found[0]
-
-
-def api_paths() -> set[str]:
-    app = build_api(None)  # type: ignore[arg-type]  # the route table needs no node
-    return {route.resource.canonical for route in app.router.routes() if route.resource}
-
-
-def check_node_root(config_path: Path, institution: str, genesis: Genesis, data: Path) -> None:
-    """The node's config at `config_path` loads and is `institution`'s, with its data in `data`."""
-    config = load_node_config(config_path)  # fails on any missing file
-    entry = genesis.institution(institution)
-    assert config.institution == institution
-    assert config.data_dir == data.resolve()
-    assert (config.listen.host, config.listen.peer_port, config.listen.api_port) == (
-        entry.node.host,
-        entry.node.peer_port,
-        entry.node.api_port,
-    )
-    assert parse_genesis(config.genesis_path.read_bytes()).genesis_hash == genesis.genesis_hash
-    assert config.ca_cert_path.read_text() == genesis.ca_certificate
-    node_key = load_private_key(config.node_key_path)
-    assert public_key_text(node_key.public_key) == entry.node.key
-    certificate = x509.load_pem_x509_certificate(config.tls_cert_path.read_bytes())
-    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    assert [n.value for n in names] == [institution]
-    tls_key = serialization.load_pem_private_key(config.tls_key_path.read_bytes(), None)
-    assert tls_key.public_key() == certificate.public_key()
 
 
 # ---------------------------------------------------------------- fixtures
