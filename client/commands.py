@@ -10,8 +10,8 @@ import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
-from typing import Any
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, TypeVar
 
 from client.config import ClientConfig, find_config, load_config, load_genesis
 from client.errors import ClientError, ConfigError, ProofInvalid, VerificationFailed
@@ -70,16 +70,25 @@ def _config(args: argparse.Namespace) -> ClientConfig:
     return load_config(find_config(args.config))
 
 
+C = TypeVar("C", bound=AsyncClient)
+
+
 @asynccontextmanager
-async def _client(args: argparse.Namespace) -> AsyncIterator[AsyncClient]:
+async def _connected(args: argparse.Namespace, kind: type[C]) -> AsyncIterator[C]:
+    """A client of `kind` for the command's config and identity, closed afterwards."""
     config = _config(args)
     if not config.nodes:
         raise ConfigError(f"{config.path}: no nodes are configured")
-    client = AsyncClient.from_config(config, args.identity)
+    client = kind.from_config(config, args.identity)
+    assert isinstance(client, kind)  # from_config builds its own class
     try:
         yield client
     finally:
         await client.close()
+
+
+def _client(args: argparse.Namespace) -> AbstractAsyncContextManager[AsyncClient]:
+    return _connected(args, AsyncClient)
 
 
 def _key(text: str) -> bytes:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from client.commands import _config, _id, _key, _lines, progress_enabled
-from client.errors import ClientError, ConfigError
+from client.commands import _connected, _id, _key, _lines, progress_enabled
+from client.errors import ClientError
 from client.vault import AsyncVaultClient
 from ledger.documents import iso_time
 from ledger.families.vault import MIB
@@ -42,16 +41,8 @@ class ByteProgress:
             sys.stderr.write("\n")
 
 
-@asynccontextmanager
-async def _vault(args: argparse.Namespace) -> AsyncIterator[AsyncVaultClient]:
-    config = _config(args)
-    if not config.nodes:
-        raise ConfigError(f"{config.path}: no nodes are configured")
-    client = AsyncVaultClient.from_config(config, args.identity)
-    try:
-        yield client
-    finally:
-        await client.close()
+def _vault(args: argparse.Namespace) -> AbstractAsyncContextManager[AsyncVaultClient]:
+    return _connected(args, AsyncVaultClient)
 
 
 def _evidence(args: argparse.Namespace) -> bytes:
