@@ -34,6 +34,7 @@ from node.families import code_hashes, instantiate
 from node.fetching import serve_blocks
 from node.logs import set_context
 from node.material import passphrase_from_env
+from node.memory import trim_heap_periodically
 from node.metrics import Metrics
 from node.reading import ReadPool
 from node.storage import RECORDS_CACHE_KIB, StorageError, Store
@@ -298,6 +299,7 @@ class Node:
             raise StartupError(f"cannot listen on {listen.host}: {exc.strerror}") from None
         await self.transport.start(self.executor.members().members)
         driver = asyncio.create_task(self.driver.run(), name="driver")
+        trimmer = asyncio.create_task(trim_heap_periodically(), name="heap-trim")
         log.info(
             "node %s (genesis index %s) running: api http://%s:%d, peers https://%s:%d, height %d",
             self.config.institution,
@@ -312,9 +314,10 @@ class Node:
         done, _ = await asyncio.wait({driver, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if driver in done:
             driver.result()  # a crash of the driver is a bug: let it surface
-        driver.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await driver
+        for task in (driver, trimmer):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.transport.stop()
         await api_runner.cleanup()
         await peer_runner.cleanup()
