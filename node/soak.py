@@ -21,6 +21,7 @@ import itertools
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -482,7 +483,16 @@ class Soak:
 
 
 def run_soak(options: SoakOptions) -> dict[str, Any]:
-    summary = asyncio.run(Soak(options).run())
+    """Run a soak; its nodes' data and logs are removed if it passed, kept to inspect if not."""
+    soak = Soak(options)
+    summary: dict[str, Any] | None = None
+    try:
+        summary = asyncio.run(soak.run())
+    finally:
+        if summary is not None and summary["ok"]:
+            shutil.rmtree(soak.dir, ignore_errors=True)
+        else:
+            print(f"notarychain-node soak: node data and logs kept in {soak.dir}", file=sys.stderr)
     if options.json_path is not None:
         options.json_path.parent.mkdir(parents=True, exist_ok=True)
         options.json_path.write_text(json.dumps(summary, indent=2) + "\n")

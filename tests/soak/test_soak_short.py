@@ -7,6 +7,7 @@ faulty at once, or if commits did not resume after a fault.
 """
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,7 @@ def test_short_soak_loses_no_acknowledged_transaction(tmp_path: Path) -> None:
         text=True,
         timeout=300,
         check=False,
+        env={**os.environ, "TMPDIR": str(tmp_path)},  # where the soak makes its consortium
     )
     summary = json.loads(report.read_text())
     print(json.dumps(summary, indent=2))
@@ -44,3 +46,4 @@ def test_short_soak_loses_no_acknowledged_transaction(tmp_path: Path) -> None:
     assert summary["acknowledged"] > 100
     assert summary["max_concurrent_faults"] <= 1
     assert sum(summary["faults"].values()) >= 3
+    assert not list(tmp_path.glob("notarychain-soak-*")), "a passed soak removes its nodes' data"
