@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from harness import free_ports
 
 from client.errors import ClientError
 from client.sdk import AsyncClient
@@ -42,18 +42,6 @@ NAMES = (
 )
 WINDOW = 8
 WAIT_S = 120
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = []
-    for _ in range(count):
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        sockets.append(probe)
-    ports = [s.getsockname()[1] for s in sockets]
-    for probe in sockets:
-        probe.close()
-    return ports
 
 
 class Consortium:

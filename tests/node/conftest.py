@@ -24,7 +24,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import free_ports, tail
 
 from ledger.encoding import encode
 from ledger.families.evidence import Item, Kind, Register
@@ -73,27 +73,6 @@ def _kill_started() -> None:
 
 class ClusterError(AssertionError):
     """A bounded wait ran out, or a node did something the harness did not expect."""
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct ports the kernel just handed out (held together so none repeats)."""
-    sockets: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind((HOST, 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def tail(path: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 # ---------------------------------------------------------------- HTTP
