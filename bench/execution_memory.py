@@ -99,11 +99,21 @@ def run(transactions: int, block_size: int, sample_every: int, work: Path) -> di
                 "elapsed_s": round(time.monotonic() - started, 1),
                 **memory_mb(),
                 "database_mb": round(_database_bytes(work) / 1e6, 1),
+                "written_mb": round(_written_bytes() / 1e6, 1),
             }
             samples.append(sample)
             print(json.dumps(sample), flush=True)
     store.close()
     return {"transactions": executed, "block_size": block_size, "samples": samples}
+
+
+def _written_bytes() -> int:
+    """Bytes this process has caused to be written to storage (/proc/self/io)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name == "write_bytes":
+            return int(value)
+    return 0
 
 
 def _database_bytes(work: Path) -> int:

@@ -24,9 +24,16 @@ batching of its updates. The root of the empty tree is `EMPTY` and the root of
 a one-key tree is that key's leaf hash.
 
 Values are not kept here, only their hashes; the node stores values
-elsewhere. Nodes are kept content-addressed, by hash, in an `SmtNodeStore`
-and never deleted, so every old root stays readable and provable. An update
-writes only the nodes on the changed paths, each once per batch.
+elsewhere. Nodes are never deleted, so every old root stays readable and
+provable. An update writes only the nodes on the changed paths, each once per
+batch, and writes them all under one version, a number the caller gives
+(the node gives the block height) that never decreases. An `SmtNodeStore`
+keeps a node under (version, hash) and an internal node holds its children's
+versions beside their hashes, as in Diem's Jellyfish Merkle tree: a store
+ordered by version then appends each batch's nodes at its end, where keys by
+hash alone would scatter them over the whole table (a random page written per
+node once the table outgrows the page cache). Versions are storage
+addresses, not content: the hashes, hence roots and proofs, ignore them.
 
 A proof lists the siblings along the key's path from the root down (at most
 256) and the leaf the path ends in, or none if it ends in an empty subtree.
@@ -64,10 +71,12 @@ class SmtLeaf:
 
 @dataclass(frozen=True, slots=True)
 class SmtInternal:
-    """An internal node over two or more leaves: its children's hashes."""
+    """An internal node over two or more leaves: its children's hashes and store versions."""
 
     left: Hash
     right: Hash
+    left_version: int
+    right_version: int
 
 
 SmtNode: TypeAlias = SmtLeaf | SmtInternal
@@ -106,10 +115,7 @@ def node_digest(node: SmtNode) -> bytes:
 
 
 def encode_node(node: SmtNode) -> bytes:
-    """A node's bytes for a store: its hash prefix (the kind) then its canonical encoding.
-
-    The two kinds have the same fields, so the prefix is what tells them apart.
-    """
+    """A node's bytes for a store: its hash prefix (the kind) then its canonical encoding."""
     prefix = LEAF_PREFIX if isinstance(node, SmtLeaf) else INTERNAL_PREFIX
     return prefix + encode(node)
 
@@ -127,24 +133,28 @@ def decode_node(data: bytes) -> SmtNode:
 
 
 class SmtNodeStore(Protocol):
-    """Nodes by their hash. Content-addressed: a hash always maps to the same node."""
+    """Nodes by (version, hash): the version of the update that wrote the node, and its hash.
 
-    def get(self, node_hash: bytes) -> SmtNode | None: ...
+    Two nodes under one hash have the same children hashes, so either serves a
+    reader; they may differ only in their children's versions.
+    """
 
-    def put(self, node_hash: bytes, node: SmtNode) -> None: ...
+    def get(self, version: int, node_hash: bytes) -> SmtNode | None: ...
+
+    def put(self, version: int, node_hash: bytes, node: SmtNode) -> None: ...
 
 
 class MemorySmtNodeStore:
     __slots__ = ("_nodes",)
 
     def __init__(self) -> None:
-        self._nodes: dict[bytes, SmtNode] = {}
+        self._nodes: dict[tuple[int, bytes], SmtNode] = {}
 
-    def get(self, node_hash: bytes) -> SmtNode | None:
-        return self._nodes.get(node_hash)
+    def get(self, version: int, node_hash: bytes) -> SmtNode | None:
+        return self._nodes.get((version, node_hash))
 
-    def put(self, node_hash: bytes, node: SmtNode) -> None:
-        self._nodes[node_hash] = node
+    def put(self, version: int, node_hash: bytes, node: SmtNode) -> None:
+        self._nodes[version, node_hash] = node
 
     def __len__(self) -> int:
         return len(self._nodes)
@@ -154,10 +164,10 @@ def _bit(path: bytes, depth: int) -> int:
     return (path[depth >> 3] >> (7 - (depth & 7))) & 1
 
 
-def _load(store: SmtNodeStore, node_hash: bytes) -> SmtNode:
-    node = store.get(node_hash)
+def _load(store: SmtNodeStore, version: int, node_hash: bytes) -> SmtNode:
+    node = store.get(version, node_hash)
     if node is None:
-        raise ProofError(f"the node store has no SMT node {node_hash.hex()}")
+        raise ProofError(f"the node store has no SMT node {node_hash.hex()} at version {version}")
     return node
 
 
@@ -178,27 +188,46 @@ def _checked_root(root: object) -> bytes:
 
 
 class SparseMerkleTree:
-    """A view of the tree at `root` in `store`; `update` moves the view to a new root."""
+    """A view of the tree at `root`, stored at `version`, in `store`.
 
-    __slots__ = ("_root", "_store")
+    `update` moves the view to a new root. Use another view on the same store
+    for an older root (every root stays readable).
+    """
 
-    def __init__(self, store: SmtNodeStore | None = None, root: bytes = EMPTY) -> None:
+    __slots__ = ("_root", "_store", "_version")
+
+    def __init__(
+        self, store: SmtNodeStore | None = None, root: bytes = EMPTY, version: int = 0
+    ) -> None:
         self._store: SmtNodeStore = store if store is not None else MemorySmtNodeStore()
         self._root = _checked_root(root)
+        self._version = version
 
     @property
     def root(self) -> bytes:
         return self._root
 
     @property
+    def version(self) -> int:
+        """The version the root node is stored under (0 for the empty tree)."""
+        return self._version
+
+    @property
     def store(self) -> SmtNodeStore:
         return self._store
 
-    def update(self, changes: Mapping[bytes, bytes | None]) -> bytes:
+    def update(self, changes: Mapping[bytes, bytes | None], version: int | None = None) -> bytes:
         """Set each key to its value (None deletes it) in one batch; return the new root.
 
-        The nodes of the previous root are left as they are, so it stays provable.
+        New nodes are stored under `version` (by default the tree's version
+        plus one), which must not be below the version of any node already in
+        the tree. The nodes of the previous root are left as they are, so it
+        stays provable.
         """
+        if version is None:
+            version = self._version + 1
+        elif version < self._version:
+            raise ValueError(f"version {version} is below the tree's version {self._version}")
         if not changes:
             return self._root
         items = sorted(
@@ -208,28 +237,33 @@ class SparseMerkleTree:
             ),
             key=lambda item: item[0],
         )
-        batch = _Batch(self._store, [path for path, _ in items], [vh for _, vh in items])
-        self._root, _ = batch.update(self._root, 0, 0, len(items))
+        batch = _Batch(self._store, version, [path for path, _ in items], [vh for _, vh in items])
+        self._root, self._version, _ = batch.update(self._root, self._version, 0, 0, len(items))
         return self._root
 
-    def prove(self, key: bytes, root: bytes | None = None) -> SmtProof:
-        """A proof of `key`'s leaf or of its absence, under `root` (by default the current one)."""
-        node_hash = self._root if root is None else _checked_root(root)
+    def prove(self, key: bytes) -> SmtProof:
+        """A proof of `key`'s leaf or of its absence, under this view's root."""
+        node_hash, version = self._root, self._version
         path = key_path(key)
         siblings: list[bytes] = []
         while node_hash != EMPTY:
-            node = _load(self._store, node_hash)
+            node = _load(self._store, version, node_hash)
             if isinstance(node, SmtLeaf):
                 return SmtProof(tuple(siblings), node)
             if len(siblings) == PATH_BITS:
                 raise ProofError("the node store holds a path deeper than 256 bits")
             if _bit(path, len(siblings)):
                 siblings.append(node.left)
-                node_hash = node.right
+                node_hash, version = node.right, node.right_version
             else:
                 siblings.append(node.right)
-                node_hash = node.left
+                node_hash, version = node.left, node.left_version
         return SmtProof(tuple(siblings), None)
+
+
+_Child: TypeAlias = tuple[bytes, int, bool | None]
+"""A subtree after an update: its hash, its store version, and whether it is a leaf
+(None when unknown: an untouched subtree)."""
 
 
 class _Batch:
@@ -237,53 +271,63 @@ class _Batch:
 
     The recursion works on index ranges [lo, hi) of the sorted changes; all
     paths in a range share the bits above the current depth, so a range splits
-    at one binary search. Each call returns the new subtree hash and whether it
-    is a leaf (None when unknown: an untouched subtree), which is what joining
-    two children needs to know to keep the tree compact.
+    at one binary search. Each call returns the new subtree as a `_Child`, whose
+    leaf flag is what joining two children needs to keep the tree compact.
+    A subtree whose hash comes out unchanged keeps its old node and version,
+    so setting a key to the value it has writes nothing.
     """
 
-    __slots__ = ("numbers", "paths", "store", "value_hashes")
+    __slots__ = ("numbers", "paths", "store", "value_hashes", "version")
 
     def __init__(
-        self, store: SmtNodeStore, paths: list[bytes], value_hashes: list[bytes | None]
+        self,
+        store: SmtNodeStore,
+        version: int,
+        paths: list[bytes],
+        value_hashes: list[bytes | None],
     ) -> None:
         self.store = store
+        self.version = version
         self.paths = paths
         self.numbers = [int.from_bytes(path, "big") for path in paths]
         self.value_hashes = value_hashes
 
-    def update(self, node_hash: bytes, depth: int, lo: int, hi: int) -> tuple[bytes, bool | None]:
-        """Apply changes [lo, hi) to the subtree `node_hash` at `depth`."""
+    def update(self, node_hash: bytes, version: int, depth: int, lo: int, hi: int) -> _Child:
+        """Apply changes [lo, hi) to the subtree `node_hash` (stored at `version`) at `depth`."""
         if lo == hi:
-            return node_hash, None
+            return node_hash, version, None
         if node_hash == EMPTY:
             return self.build(depth, lo, hi)
-        node = _load(self.store, node_hash)
+        node = _load(self.store, version, node_hash)
         if isinstance(node, SmtInternal):
-            left, right = node.left, node.right
+            left, right = (node.left, node.left_version), (node.right, node.right_version)
         elif hi - lo == 1 and self.paths[lo] == node.path:
             value_hash = self.value_hashes[lo]
             if value_hash is None:
-                return EMPTY, False
-            return self.leaf(node.path, value_hash), True
+                return EMPTY, 0, False
+            if value_hash == node.value_hash:
+                return node_hash, version, True
+            return self.leaf(node.path, value_hash)
         elif _bit(node.path, depth):  # other keys join the leaf: push it one level down
-            left, right = EMPTY, node_hash
+            left, right = (EMPTY, 0), (node_hash, version)
         else:
-            left, right = node_hash, EMPTY
+            left, right = (node_hash, version), (EMPTY, 0)
         mid = self.split(depth, lo, hi)
-        return self.join(
-            self.update(left, depth + 1, lo, mid), self.update(right, depth + 1, mid, hi)
-        )
+        new_left = self.update(*left, depth + 1, lo, mid)
+        new_right = self.update(*right, depth + 1, mid, hi)
+        if isinstance(node, SmtInternal) and (new_left[0], new_right[0]) == (node.left, node.right):
+            return node_hash, version, False
+        return self.join(new_left, new_right)
 
-    def build(self, depth: int, lo: int, hi: int) -> tuple[bytes, bool | None]:
+    def build(self, depth: int, lo: int, hi: int) -> _Child:
         """The subtree at `depth` holding changes [lo, hi) and nothing else."""
         if hi - lo == 1:
             value_hash = self.value_hashes[lo]
             if value_hash is None:  # deleting a key that is not there
-                return EMPTY, False
-            return self.leaf(self.paths[lo], value_hash), True
+                return EMPTY, 0, False
+            return self.leaf(self.paths[lo], value_hash)
         if lo == hi:
-            return EMPTY, False
+            return EMPTY, 0, False
         mid = self.split(depth, lo, hi)
         return self.join(self.build(depth + 1, lo, mid), self.build(depth + 1, mid, hi))
 
@@ -293,32 +337,31 @@ class _Batch:
         threshold = ((self.numbers[lo] >> shift) | 1) << shift
         return bisect_left(self.numbers, threshold, lo, hi)
 
-    def join(
-        self, left: tuple[bytes, bool | None], right: tuple[bytes, bool | None]
-    ) -> tuple[bytes, bool | None]:
+    def join(self, left: _Child, right: _Child) -> _Child:
         """The parent of two canonical children, compacted."""
         left_hash, right_hash = left[0], right[0]
         if left_hash == EMPTY:
             if right_hash == EMPTY:
-                return EMPTY, False
+                return EMPTY, 0, False
             if self.is_leaf(right):  # a lone leaf rises to take its parent's place
-                return right_hash, True
+                return right[0], right[1], True
         elif right_hash == EMPTY and self.is_leaf(left):
-            return left_hash, True
+            return left[0], left[1], True
         node_hash = internal_hash(left_hash, right_hash)
-        self.store.put(node_hash, SmtInternal(left_hash, right_hash))
-        return node_hash, False
+        node = SmtInternal(left_hash, right_hash, left[1], right[1])
+        self.store.put(self.version, node_hash, node)
+        return node_hash, self.version, False
 
-    def is_leaf(self, child: tuple[bytes, bool | None]) -> bool:
-        node_hash, known = child
+    def is_leaf(self, child: _Child) -> bool:
+        node_hash, version, known = child
         if known is not None:
             return known
-        return isinstance(_load(self.store, node_hash), SmtLeaf)
+        return isinstance(_load(self.store, version, node_hash), SmtLeaf)
 
-    def leaf(self, path: bytes, value_hash: bytes) -> bytes:
+    def leaf(self, path: bytes, value_hash: bytes) -> _Child:
         node_hash = leaf_hash(path, value_hash)
-        self.store.put(node_hash, SmtLeaf(path, value_hash))
-        return node_hash
+        self.store.put(self.version, node_hash, SmtLeaf(path, value_hash))
+        return node_hash, self.version, True
 
 
 # --- verification ---------------------------------------------------------------------

@@ -92,14 +92,16 @@ class DatabaseSmtStore:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._cache: GenerationalCache[bytes, SmtNode] = GenerationalCache(SMT_CACHE_MAX)
-        self.pending: list[tuple[bytes, bytes]] = []
+        self.pending: list[tuple[int, bytes, bytes]] = []
 
-    def get(self, node_hash: bytes) -> SmtNode | None:
+    def get(self, version: int, node_hash: bytes) -> SmtNode | None:
+        # Cached by hash alone: every node under a hash has the same children hashes,
+        # and its children versions, whichever copy they come from, lead to stored nodes.
         cached, node = self._cache.lookup(node_hash)
         if cached:
             return node
         row = self._store.db.execute(
-            "SELECT data FROM smt_nodes WHERE hash = ?", (node_hash,)
+            "SELECT data FROM smt_nodes WHERE version = ? AND hash = ?", (version, node_hash)
         ).fetchone()
         if row is None:
             return None
@@ -107,9 +109,9 @@ class DatabaseSmtStore:
         self._cache.put(node_hash, node)
         return node
 
-    def put(self, node_hash: bytes, node: SmtNode) -> None:
+    def put(self, version: int, node_hash: bytes, node: SmtNode) -> None:
         self._cache.put(node_hash, node)
-        self.pending.append((node_hash, encode_node(node)))
+        self.pending.append((version, node_hash, encode_node(node)))
 
 
 class Executor:
@@ -122,6 +124,8 @@ class Executor:
         self.log_store = FrontierNodeStore(counts, tails)
         self.log = MerkleLog(self.log_store)
         self.smt_store = DatabaseSmtStore(store)
+        self.state_version = store.smt_root_version(self.head.state_root)
+        """The version (block height) the state root node is stored under."""
         self.state_cache: GenerationalCache[bytes, bytes | None] = GenerationalCache(
             STATE_CACHE_MAX
         )
@@ -164,11 +168,12 @@ class Executor:
         """Height 0: the members, their administrators, the genesis identities and fees."""
         writes = genesis_state(self.genesis)
         tree = SparseMerkleTree(self.smt_store, SMT_EMPTY)
-        root = tree.update(writes)
+        root = tree.update(writes, version=0)
         head = Head(0, bytes.fromhex(self.genesis.genesis_hash), 0, root, 0, EMPTY_ROOT)
-        self.store.write_genesis(writes, self.smt_store.pending, head)
+        self.store.write_genesis(writes, self.smt_store.pending, tree.version, head)
         self.smt_store.pending = []
         self.head = head
+        self.state_version = tree.version
 
     def execute(self, committed: CommittedBlock) -> Executed:
         block = committed.block
@@ -202,15 +207,22 @@ class Executor:
                     writes.update(ctx.writes)
             seen.add(tx_id)
             entries.append((tx_id, TxEntry(header.height, position, log_index, code, result)))
-        tree = SparseMerkleTree(self.smt_store, self.head.state_root)
-        state_root = tree.update(writes) if writes else self.head.state_root
+        tree = SparseMerkleTree(self.smt_store, self.head.state_root, self.state_version)
+        state_root = tree.update(writes, version=header.height)
         log_root = self.log.root()
         head = Head(header.height, block.hash, header.time_ms, state_root, self.log.size, log_root)
         self.store.write_block(
             BlockWrite(
-                committed, entries, writes, self.log_store.pending, self.smt_store.pending, head
+                committed,
+                entries,
+                writes,
+                self.log_store.pending,
+                self.smt_store.pending,
+                tree.version,
+                head,
             )
         )
+        self.state_version = tree.version
         self.log_store.pending = []
         self.smt_store.pending = []
         self.state_cache.update(writes)

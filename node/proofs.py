@@ -24,11 +24,11 @@ class ReaderSmtStore:
     def __init__(self, reader: Reader) -> None:
         self.reader = reader
 
-    def get(self, node_hash: bytes) -> SmtNode | None:
-        data = self.reader.smt_node_data(node_hash)
+    def get(self, version: int, node_hash: bytes) -> SmtNode | None:
+        data = self.reader.smt_node_data(version, node_hash)
         return None if data is None else decode_node(data)
 
-    def put(self, node_hash: bytes, node: SmtNode) -> None:
+    def put(self, version: int, node_hash: bytes, node: SmtNode) -> None:
         raise AssertionError("proofs never write the state tree")
 
 
@@ -47,7 +47,8 @@ class ReaderLogStore:
 
 
 def state_proof(reader: Reader, certificate: CheckpointCertificate, key: bytes) -> StateProof:
-    tree = SparseMerkleTree(ReaderSmtStore(reader), certificate.checkpoint.state_root)
+    root = certificate.checkpoint.state_root
+    tree = SparseMerkleTree(ReaderSmtStore(reader), root, reader.smt_root_version(root))
     proof = tree.prove(key)
     value = None
     if proof.leaf is not None and proof.leaf.path == key_path(key):

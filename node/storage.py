@@ -34,7 +34,9 @@ from ledger.encoding import decode, encode
 from ledger.errors import DecodeError
 from ledger.validators import ValidatorSet
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+"""2: state-tree nodes are keyed by (version, hash), and roots find their version in
+`smt_roots`. A database of another schema version is refused, never half-read."""
 
 _RECORD_KINDS: Final[dict[type, int]] = {
     Proposal: 1,
@@ -69,7 +71,11 @@ CREATE TABLE IF NOT EXISTS log_nodes (
     level INTEGER NOT NULL, position INTEGER NOT NULL, hash BLOB NOT NULL,
     PRIMARY KEY (level, position)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS state (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS smt_nodes (hash BLOB PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS smt_nodes (
+    version INTEGER NOT NULL, hash BLOB NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY (version, hash)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS smt_roots (
+    hash BLOB PRIMARY KEY, version INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS state_values (hash BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS epochs (
     epoch INTEGER PRIMARY KEY, start_height INTEGER NOT NULL, validators BLOB NOT NULL);
@@ -113,7 +119,10 @@ class BlockWrite:
     tx_entries: list[tuple[bytes, TxEntry]]
     state_changes: dict[bytes, bytes]
     log_nodes: list[tuple[int, int, bytes]]
-    smt_nodes: list[tuple[bytes, bytes]]
+    smt_nodes: list[tuple[int, bytes, bytes]]
+    """(version, hash, encoded node) of each new state-tree node."""
+    state_version: int
+    """The version the state root node is stored under."""
     head: Head
 
 
@@ -149,6 +158,7 @@ class Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = connect(path, cache_kib=cache_kib)
         try:
+            self._check_schema_version()
             self.db.executescript(_SCHEMA)
             self._check_identity(genesis_hash)
         except sqlite3.Error as exc:
@@ -157,6 +167,20 @@ class Store:
         except StorageError:
             self.db.close()
             raise
+
+    def _check_schema_version(self) -> None:
+        """Refuse, before changing anything, a database laid out by another version."""
+        has_meta = self.db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        ).fetchone()
+        found = self._meta("schema_version") if has_meta else None
+        if found is not None and found != str(SCHEMA_VERSION).encode():
+            raise StorageError(
+                f"{self.path}: the database has schema version {found.decode(errors='replace')}"
+                f" and this node reads version {SCHEMA_VERSION}; start the node on an empty"
+                " data directory (it fetches the chain from its peers) or restore a backup"
+                " made by this version"
+            )
 
     def _check_identity(self, genesis_hash: str) -> None:
         known = self._meta("genesis_hash")
@@ -272,12 +296,30 @@ class Store:
         return GENESIS_HEAD if data is None else decode(Head, data)
 
     def write_genesis(
-        self, state: dict[bytes, bytes], smt_nodes: list[tuple[bytes, bytes]], head: Head
+        self,
+        state: dict[bytes, bytes],
+        smt_nodes: list[tuple[int, bytes, bytes]],
+        state_version: int,
+        head: Head,
     ) -> None:
-        with self.transaction() as db:
+        with self.transaction():
             self._write_state(state)
-            db.executemany("INSERT OR IGNORE INTO smt_nodes (hash, data) VALUES (?, ?)", smt_nodes)
+            self._write_smt(smt_nodes, head.state_root, state_version)
             self._set_meta("head", encode(head))
+
+    def _write_smt(
+        self, smt_nodes: list[tuple[int, bytes, bytes]], root: bytes, version: int
+    ) -> None:
+        """New tree nodes, which sort after every stored one (appends), and the root's version."""
+        self.db.executemany(
+            "INSERT OR IGNORE INTO smt_nodes (version, hash, data) VALUES (?, ?, ?)", smt_nodes
+        )
+        self.db.execute(
+            "INSERT OR IGNORE INTO smt_roots (hash, version) VALUES (?, ?)", (root, version)
+        )
+
+    def smt_root_version(self, root: bytes) -> int:
+        return _smt_root_version(self.db, root)
 
     def _write_state(self, changes: dict[bytes, bytes]) -> None:
         """Latest values by key, and every value ever written by its hash (old roots' proofs)."""
@@ -315,9 +357,8 @@ class Store:
                 "INSERT OR IGNORE INTO log_nodes (level, position, hash) VALUES (?, ?, ?)",
                 write.log_nodes,
             )
-            db.executemany(
-                "INSERT OR IGNORE INTO smt_nodes (hash, data) VALUES (?, ?)", write.smt_nodes
-            )
+            if write.smt_nodes:
+                self._write_smt(write.smt_nodes, write.head.state_root, write.state_version)
             self._set_meta("head", encode(write.head))
 
 
@@ -396,9 +437,14 @@ class Reader:
         row = self.one("SELECT value FROM state_values WHERE hash = ?", value_hash)
         return None if row is None else bytes(row[0])
 
-    def smt_node_data(self, node_hash: bytes) -> bytes | None:
-        row = self.one("SELECT data FROM smt_nodes WHERE hash = ?", node_hash)
+    def smt_node_data(self, version: int, node_hash: bytes) -> bytes | None:
+        row = self.one(
+            "SELECT data FROM smt_nodes WHERE version = ? AND hash = ?", version, node_hash
+        )
         return None if row is None else bytes(row[0])
+
+    def smt_root_version(self, root: bytes) -> int:
+        return _smt_root_version(self.db, root)
 
     def log_node(self, level: int, position: int) -> bytes:
         row = self.one(
@@ -411,6 +457,16 @@ class Reader:
     def log_count(self, level: int) -> int:
         row = self.one("SELECT MAX(position) FROM log_nodes WHERE level = ?", level)
         return 0 if row is None or row[0] is None else int(row[0]) + 1
+
+
+def _smt_root_version(db: sqlite3.Connection, root: bytes) -> int:
+    """The version the state-tree node of `root` is stored under (0 for the empty tree).
+
+    A root this database never had gets 0 too; reading the tree there then
+    finds no node and says so.
+    """
+    row = db.execute("SELECT version FROM smt_roots WHERE hash = ?", (root,)).fetchone()
+    return 0 if row is None else int(row[0])
 
 
 def backup(source: Path, destination: Path) -> Head:

@@ -200,7 +200,7 @@ def test_a_changed_value_changes_the_root() -> None:
 def test_hashing_helpers() -> None:
     left, right = sha(b"l"), sha(b"r")
     assert internal_hash(left, right) == sha(b"\x01" + left + right)
-    assert node_digest(SmtInternal(left, right)) == internal_hash(left, right)
+    assert node_digest(SmtInternal(left, right, 1, 2)) == internal_hash(left, right)
     assert node_digest(SmtLeaf(left, right)) == leaf_hash(left, right)
     assert key_path(b"k") == sha(b"k")
 
@@ -256,19 +256,20 @@ def test_mixed_batch_of_sets_and_deletes(
             after.pop(key, None)
         else:
             after[key] = value
+    old = SparseMerkleTree(tree.store, old_root, tree.version)
     assert tree.update(changes) == naive_root(after)
-    assert SparseMerkleTree(tree.store, old_root).root == naive_root(before)
+    assert old.root == naive_root(before)
     for key in list(changes)[:10]:
         proof = tree.prove(key)
         if key in after:
             verify_inclusion(tree.root, key, after[key], proof)
         else:
             verify_exclusion(tree.root, key, proof)
-        old = tree.prove(key, root=old_root)
+        old_proof = old.prove(key)
         if key in before:
-            verify_inclusion(old_root, key, before[key], old)
+            verify_inclusion(old_root, key, before[key], old_proof)
         else:
-            verify_exclusion(old_root, key, old)
+            verify_exclusion(old_root, key, old_proof)
 
 
 @settings(deadline=None, max_examples=60)
@@ -402,28 +403,38 @@ def test_exclusion_leaf_must_lie_on_the_key_path() -> None:
 def test_proofs_against_an_older_root_still_verify() -> None:
     tree = tree_of(STATE)
     old_root = tree.root
+    old = SparseMerkleTree(tree.store, old_root, tree.version)
     old_proofs = {key: tree.prove(key) for key in [*STATE, *ABSENT]}
     tree.update({b"key 1": b"changed", b"key 2": None, **dict.fromkeys(ABSENT[:20], b"new")})
     tree.update({f"more {i}".encode(): b"m" for i in range(100)})
     assert tree.root != old_root
     for key, proof in old_proofs.items():
-        assert tree.prove(key, root=old_root) == proof
+        assert old.prove(key) == proof
         if key in STATE:
-            verify_inclusion(old_root, key, STATE[key], tree.prove(key, old_root))
+            verify_inclusion(old_root, key, STATE[key], old.prove(key))
         else:
-            verify_exclusion(old_root, key, tree.prove(key, old_root))
+            verify_exclusion(old_root, key, old.prove(key))
     verify_inclusion(tree.root, b"key 1", b"changed", tree.prove(b"key 1"))
     verify_exclusion(tree.root, b"key 2", tree.prove(b"key 2"))
     verify_inclusion(tree.root, ABSENT[0], b"new", tree.prove(ABSENT[0]))
-    view = SparseMerkleTree(tree.store, old_root)
-    assert view.prove(b"key 1") == old_proofs[b"key 1"]
+    assert tree.version == old.version + 2
+
+
+def test_a_version_below_the_tree_is_refused() -> None:
+    tree = tree_of(STATE)
+    with pytest.raises(ValueError, match="below the tree's version"):
+        tree.update({b"k": b"v"}, version=tree.version - 1)
+    root = tree.root
+    assert tree.update({b"k": b"v"}, version=tree.version) != root  # equal is allowed
 
 
 def test_unknown_or_malformed_roots_are_refused() -> None:
     with pytest.raises(ProofError, match="no SMT node"):
-        TREE.prove(b"key 1", root=sha(b"not a root"))
+        SparseMerkleTree(TREE.store, sha(b"not a root"), TREE.version).prove(b"key 1")
+    with pytest.raises(ProofError, match="no SMT node"):  # the right root at a wrong version
+        SparseMerkleTree(TREE.store, TREE.root, TREE.version + 1).prove(b"key 1")
     with pytest.raises(ProofError, match="31 bytes"):
-        TREE.prove(b"key 1", root=bytes(31))
+        SparseMerkleTree(TREE.store, bytes(31))
     with pytest.raises(ProofError, match="no SMT node"):
         SparseMerkleTree(MemorySmtNodeStore(), sha(b"unknown")).update({b"k": b"v"})
     with pytest.raises(ProofError, match="33 bytes"):
@@ -440,38 +451,65 @@ class CountingStore(MemorySmtNodeStore):
         super().__init__()
         self.puts: list[bytes] = []
 
-    def put(self, node_hash: bytes, node: SmtNode) -> None:
+    def put(self, version: int, node_hash: bytes, node: SmtNode) -> None:
         self.puts.append(node_hash)
-        super().put(node_hash, node)
+        super().put(version, node_hash, node)
 
 
 def path_nodes(tree: SparseMerkleTree, key: bytes) -> list[bytes]:
     """The hashes of the nodes on `key`'s path, root first (not EMPTY)."""
     proof = tree.prove(key)
-    node = tree.root
+    node, version = tree.root, tree.version
     hashes = []
     for depth, sibling in enumerate(proof.siblings):
         hashes.append(node)
-        parent = tree.store.get(node)
+        parent = tree.store.get(version, node)
         assert isinstance(parent, SmtInternal)
-        node = parent.right if bit(key_path(key), depth) else parent.left
+        if bit(key_path(key), depth):
+            node, version = parent.right, parent.right_version
+        else:
+            node, version = parent.left, parent.left_version
         assert sibling == (parent.left if bit(key_path(key), depth) else parent.right)
     if node != EMPTY:
         hashes.append(node)
     return hashes
 
 
-def test_nodes_are_content_addressed_and_never_deleted() -> None:
+def test_nodes_are_stored_under_their_hash_and_never_deleted() -> None:
     store = MemorySmtNodeStore()
     tree = SparseMerkleTree(store)
     tree.update(STATE)
-    before = {h: store.get(h) for h in store._nodes}
+    before = dict(store._nodes)
     tree.update(dict.fromkeys(STATE))
     assert tree.root == EMPTY
-    for node_hash, node in before.items():
-        assert store.get(node_hash) == node
-    for node_hash, node in store._nodes.items():
+    for (version, node_hash), node in before.items():
+        assert store.get(version, node_hash) == node
+    for (_, node_hash), node in store._nodes.items():
         assert node_digest(node) == node_hash
+
+
+def test_each_batch_stores_its_nodes_under_its_own_version() -> None:
+    store = MemorySmtNodeStore()
+    tree = SparseMerkleTree(store)
+    tree.update(dict(list(STATE.items())[:10]), version=5)
+    first = set(store._nodes)
+    tree.update(dict(list(STATE.items())[10:]), version=9)
+    assert {version for version, _ in first} == {5}
+    assert {version for version, _ in set(store._nodes) - first} == {9}
+    assert tree.version == 9
+    for key, value in STATE.items():  # children versions lead to the right nodes
+        verify_inclusion(tree.root, key, value, tree.prove(key))
+
+
+def test_setting_keys_to_the_values_they_have_writes_nothing() -> None:
+    store = CountingStore()
+    tree = SparseMerkleTree(store)
+    root = tree.update(STATE)
+    version = tree.version
+    store.puts.clear()
+    assert tree.update(dict(list(STATE.items())[:7])) == root
+    assert store.puts == []
+    assert tree.version == version
 
 
 def test_a_batch_writes_each_new_node_once() -> None:
@@ -500,10 +538,9 @@ def test_one_change_costs_its_path() -> None:
 
 def test_node_records_round_trip() -> None:
     leaf = SmtLeaf(sha(b"p"), sha(b"v"))
-    internal = SmtInternal(sha(b"l"), sha(b"r"))
+    internal = SmtInternal(sha(b"l"), sha(b"r"), 3, 7)
     for node in (leaf, internal):
         assert decode_node(encode_node(node)) == node
-    assert encode_node(leaf)[1:] == encode_node(SmtInternal(leaf.path, leaf.value_hash))[1:]
     assert encode_node(leaf)[:1] == b"\x00"
     assert encode_node(internal)[:1] == b"\x01"
 
@@ -534,7 +571,7 @@ BAD_PROOFS = [
     pytest.param(SmtProof([H], None), "not a tuple", id="list"),
     pytest.param(SmtProof(("ab" * 16,), None), "is str", id="str-sibling"),
     pytest.param(SmtProof((H, EMPTY), None), "deepest sibling is EMPTY", id="empty-last"),
-    pytest.param(SmtProof((), SmtInternal(H, H)), "not an SmtLeaf", id="internal-leaf"),
+    pytest.param(SmtProof((), SmtInternal(H, H, 0, 0)), "not an SmtLeaf", id="internal-leaf"),
     pytest.param(SmtProof((), SmtLeaf(H[:5], H)), "path has 5 bytes", id="short-path"),
     pytest.param(SmtProof((), SmtLeaf(H, None)), "value hash is NoneType", id="none-vh"),
     pytest.param(None, "expected an SmtProof", id="none"),
