@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from tests.node.conftest import Cluster
+    from cluster import Cluster
 
 TX_COUNT = 1000
 

@@ -18,7 +18,7 @@ import pytest
 from ledger.genesis import ConsensusSettings
 
 if TYPE_CHECKING:
-    from tests.node.conftest import Cluster, Load
+    from cluster import Cluster, Load
 
 PRIMARY = 0  # notary-office: replica 0, primary of view 0
 BACKUP = 2  # enterprise-2

@@ -22,7 +22,7 @@ from ledger.tx import TX_BYTES_MAX, Transaction
 from node.transport import GENESIS_HEADER, SENDER_HEADER
 
 if TYPE_CHECKING:
-    from tests.node.conftest import Cluster, Reply, TxKit
+    from cluster import Cluster, Reply, TxKit
 
 HANDSHAKE_REFUSED = (
     ssl.SSLError,

@@ -25,7 +25,7 @@ from node.families import code_hashes
 from node.storage import Store
 
 if TYPE_CHECKING:
-    from tests.node.conftest import Cluster
+    from cluster import Cluster
 
 EXIT_TIMEOUT_S = 60
 

@@ -38,7 +38,7 @@ from ledger.genesis import ConsensusSettings, Genesis
 from ledger.keys import PrivateKey
 
 if TYPE_CHECKING:
-    from tests.node.conftest import Cluster
+    from cluster import Cluster
 
 TARGET = 2  # enterprise-2: a backup (not the primary of view 0), backed up and restored
 OTHER = 3  # enterprise-3: stopped at the end, so that commits need the restored node's vote

@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ledger.genesis import ConsensusSettings
 
 if TYPE_CHECKING:
-    from tests.node.conftest import Cluster
+    from cluster import Cluster
 
 PRIMARY = 0  # notary-office: the primary of view 0, killed at the end
 SCRAPED = 1  # enterprise-1: scraped throughout, a survivor of the kill

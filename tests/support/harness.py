@@ -12,13 +12,14 @@ How it is imported: `pyproject.toml` puts `tests/support` (this module's
 folder, and nothing else) on `sys.path` through pytest's own `pythonpath`
 setting, and the conftests `import harness`. With `--import-mode=importlib`
 test directories are not packages and cannot import each other by name;
-loading a file by path (as tests/operations does for tests/node/conftest.py)
-works but needs a chosen module name and a `sys.modules` entry to share one
-copy. A plain module on `sys.path` is imported once, under one name, by the
-ordinary import system. Not `tests` itself: its folders `client`, `node`...
-would then shadow the project's packages as namespace packages whenever the
-project is found through an import hook (an editable install) rather than a
-path entry. `pythonpath` changes the pytest process only: the node and client
+loading a file by path works but needs a chosen module name and a
+`sys.modules` entry to share one copy. A plain module on `sys.path` is
+imported once, under one name, by the ordinary import system (`cluster`, the
+consortium harness of tests/node and tests/operations, is one too). Not
+`tests` itself: its folders `client`, `node`... would then shadow the
+project's packages as namespace packages whenever the project is found
+through an import hook (an editable install) rather than a path entry.
+`pythonpath` changes the pytest process only: the node and client
 subprocesses see the environment unchanged.
 
 Rules kept here: network only to 127.0.0.1; every wait is bounded and fails
