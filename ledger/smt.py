@@ -243,13 +243,22 @@ class SparseMerkleTree:
 
     def prove(self, key: bytes) -> SmtProof:
         """A proof of `key`'s leaf or of its absence, under this view's root."""
+        return self.locate(key)[0]
+
+    def locate(self, key: bytes) -> tuple[SmtProof, int]:
+        """`prove`, and the version its leaf is stored under (0 when it ends in no leaf).
+
+        A leaf is written by the update that set its value and keeps its
+        version when it moves, so a store that keeps values by the version
+        that wrote them finds the leaf's value there.
+        """
         node_hash, version = self._root, self._version
         path = key_path(key)
         siblings: list[bytes] = []
         while node_hash != EMPTY:
             node = _load(self._store, version, node_hash)
             if isinstance(node, SmtLeaf):
-                return SmtProof(tuple(siblings), node)
+                return SmtProof(tuple(siblings), node), version
             if len(siblings) == PATH_BITS:
                 raise ProofError("the node store holds a path deeper than 256 bits")
             if _bit(path, len(siblings)):
@@ -258,7 +267,7 @@ class SparseMerkleTree:
             else:
                 siblings.append(node.right)
                 node_hash, version = node.left, node.left_version
-        return SmtProof(tuple(siblings), None)
+        return SmtProof(tuple(siblings), None), 0
 
 
 _Child: TypeAlias = tuple[bytes, int, bool | None]

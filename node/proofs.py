@@ -46,14 +46,14 @@ class ReaderLogStore:
         return self.reader.log_count(level)
 
 
-def state_proof(reader: Reader, certificate: CheckpointCertificate, key: bytes) -> StateProof:
-    root = certificate.checkpoint.state_root
+def state_proof(reader: Reader, root: bytes, key: bytes) -> StateProof:
+    """`key`'s value (or its absence) under the state root `root`, with its proof."""
     tree = SparseMerkleTree(ReaderSmtStore(reader), root, reader.smt_root_version(root))
-    proof = tree.prove(key)
+    proof, leaf_version = tree.locate(key)
     value = None
     if proof.leaf is not None and proof.leaf.path == key_path(key):
-        value = reader.state_value(proof.leaf.value_hash)
-        assert value is not None, "every value written is kept by its hash"
+        value = reader.state_value(leaf_version, proof.leaf.value_hash)
+        assert value is not None, "every value written is kept under its height and hash"
     return StateProof(key, value, proof)
 
 
@@ -89,7 +89,11 @@ def validator_set_changes(reader: Reader, height: int) -> tuple[ValidatorSetChan
         found = reader.certificates(end, end).get(end)
         if found is None:
             raise NotYetProvable(f"this node lacks the certificate of height {end}")
-        changes.append(ValidatorSetChange(found, state_proof(reader, found, INSTITUTIONS_KEY)))
+        changes.append(
+            ValidatorSetChange(
+                found, state_proof(reader, found.checkpoint.state_root, INSTITUTIONS_KEY)
+            )
+        )
     return tuple(changes)
 
 
@@ -106,6 +110,8 @@ def build_bundle(
         genesis_hash=bytes.fromhex(genesis.genesis_hash),
         certificate=certificate,
         validator_set_changes=validator_set_changes(reader, certificate.checkpoint.height),
-        state=tuple(state_proof(reader, certificate, key) for key in state_keys),
+        state=tuple(
+            state_proof(reader, certificate.checkpoint.state_root, key) for key in state_keys
+        ),
         log=tuple(log_proof(reader, certificate, tx_id) for tx_id in tx_ids),
     )

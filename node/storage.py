@@ -35,8 +35,9 @@ from ledger.errors import DecodeError
 from ledger.validators import ValidatorSet
 
 SCHEMA_VERSION: Final = 2
-"""2: state-tree nodes are keyed by (version, hash), and roots find their version in
-`smt_roots`. A database of another schema version is refused, never half-read."""
+"""2: state-tree nodes and state values are keyed by (version, hash), and roots find
+their version in `smt_roots`. A database of another schema version is refused, never
+half-read."""
 
 _RECORD_KINDS: Final[dict[type, int]] = {
     Proposal: 1,
@@ -76,7 +77,9 @@ CREATE TABLE IF NOT EXISTS smt_nodes (
     PRIMARY KEY (version, hash)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS smt_roots (
     hash BLOB PRIMARY KEY, version INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS state_values (hash BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS state_values (
+    version INTEGER NOT NULL, hash BLOB NOT NULL, value BLOB NOT NULL,
+    PRIMARY KEY (version, hash)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS epochs (
     epoch INTEGER PRIMARY KEY, start_height INTEGER NOT NULL, validators BLOB NOT NULL);
 """
@@ -303,7 +306,7 @@ class Store:
         head: Head,
     ) -> None:
         with self.transaction():
-            self._write_state(state)
+            self._write_state(state, head.height)
             self._write_smt(smt_nodes, head.state_root, state_version)
             self._set_meta("head", encode(head))
 
@@ -321,13 +324,18 @@ class Store:
     def smt_root_version(self, root: bytes) -> int:
         return _smt_root_version(self.db, root)
 
-    def _write_state(self, changes: dict[bytes, bytes]) -> None:
-        """Latest values by key, and every value ever written by its hash (old roots' proofs)."""
+    def _write_state(self, changes: dict[bytes, bytes], height: int) -> None:
+        """Latest values by key, and every value ever written under (height, its hash).
+
+        The second is for proofs under old roots: a tree leaf is stored under the
+        height that set its value, so its value is found there; and keyed by
+        height first, a block's values append to the table.
+        """
         items = list(changes.items())
         self.db.executemany("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", items)
         self.db.executemany(
-            "INSERT OR IGNORE INTO state_values (hash, value) VALUES (?, ?)",
-            [(hashlib.sha256(value).digest(), value) for _, value in items],
+            "INSERT OR IGNORE INTO state_values (version, hash, value) VALUES (?, ?, ?)",
+            [(height, hashlib.sha256(value).digest(), value) for _, value in items],
         )
 
     def write_block(self, write: BlockWrite) -> None:
@@ -352,7 +360,7 @@ class Store:
                     for tx_id, e in write.tx_entries
                 ],
             )
-            self._write_state(write.state_changes)
+            self._write_state(write.state_changes, header.height)
             db.executemany(
                 "INSERT OR IGNORE INTO log_nodes (level, position, hash) VALUES (?, ?, ?)",
                 write.log_nodes,
@@ -433,8 +441,10 @@ class Reader:
         row = self.one("SELECT value FROM state WHERE key = ?", key)
         return None if row is None else bytes(row[0])
 
-    def state_value(self, value_hash: bytes) -> bytes | None:
-        row = self.one("SELECT value FROM state_values WHERE hash = ?", value_hash)
+    def state_value(self, version: int, value_hash: bytes) -> bytes | None:
+        row = self.one(
+            "SELECT value FROM state_values WHERE version = ? AND hash = ?", version, value_hash
+        )
         return None if row is None else bytes(row[0])
 
     def smt_node_data(self, version: int, node_hash: bytes) -> bytes | None:

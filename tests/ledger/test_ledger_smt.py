@@ -497,8 +497,12 @@ def test_each_batch_stores_its_nodes_under_its_own_version() -> None:
     assert {version for version, _ in first} == {5}
     assert {version for version, _ in set(store._nodes) - first} == {9}
     assert tree.version == 9
-    for key, value in STATE.items():  # children versions lead to the right nodes
-        verify_inclusion(tree.root, key, value, tree.prove(key))
+    for i, (key, value) in enumerate(STATE.items()):  # children versions lead to the nodes
+        proof, leaf_version = tree.locate(key)
+        assert proof == tree.prove(key)
+        assert leaf_version == (5 if i < 10 else 9)  # where a store keeping values by
+        verify_inclusion(tree.root, key, value, proof)  # version finds the leaf's value
+    assert SparseMerkleTree().locate(b"k") == (SmtProof((), None), 0)  # no leaf, version 0
 
 
 def test_setting_keys_to_the_values_they_have_writes_nothing() -> None:

@@ -16,12 +16,13 @@ from consensus.events import CommittedBlock
 from ledger.block import Block, BlockHeader, transactions_root
 from ledger.genesis import Genesis, GenesisIdentity
 from ledger.keys import PrivateKey, public_key_text
-from ledger.smt import SparseMerkleTree, verify_inclusion
+from ledger.proofs import StateProof
+from ledger.smt import verify_exclusion, verify_inclusion
 from node.executor import Executor
 from node.families import code_hashes, instantiate
 from node.loadgen import make_transactions
 from node.material import InstitutionSpec, create_consortium
-from node.proofs import ReaderSmtStore
+from node.proofs import state_proof
 from node.storage import SCHEMA_VERSION, Reader, StorageError, Store
 
 KEY = PrivateKey.generate()
@@ -102,9 +103,14 @@ def test_a_restarted_executor_continues_the_tree_and_old_roots_stay_provable(
     reader = Reader(path)
     try:
         for root, state in ((old_root, old_state), (new_root, new_state)):
-            tree = SparseMerkleTree(ReaderSmtStore(reader), root, reader.smt_root_version(root))
             for key, value in state.items():
-                verify_inclusion(root, key, value, tree.prove(key))
+                proven = state_proof(reader, root, key)
+                assert proven == StateProof(key, value, proven.proof)
+                verify_inclusion(root, key, value, proven.proof)
+        for key in new_state.keys() - old_state.keys():  # written after the old root
+            proven = state_proof(reader, old_root, key)
+            assert proven.value is None
+            verify_exclusion(old_root, key, proven.proof)
     finally:
         reader.close()
 
