@@ -58,6 +58,8 @@ class BenchOptions:
     batch_max: int = 2048
     payload_bytes: int = 100
     clients: int = 2
+    transactions: int = 1_000_000
+    """Submitted in all, split among the clients; the load stops early once they are."""
     base_port: int = 7600
     json_path: Path | None = None
     keep: bool = False
@@ -278,6 +280,8 @@ def _drive(
             str(options.duration_s),
             "--payload-bytes",
             str(options.payload_bytes),
+            "--tx-max",
+            str(-(-options.transactions // len(key_paths))),
             "--out",
             str(directory / f"client-{i}.json"),
         ]
@@ -312,7 +316,9 @@ def _drive(
         json.loads((directory / f"client-{i}.json").read_text()) for i in range(len(key_paths))
     ]
     latencies = [v for r in results for v in r["latencies_ms"]]
-    window_end = options.duration_s
+    # A load that ran out of transactions before the duration ends with its last commit.
+    last_commit = max((t for r in results for t in r["commit_times"]), default=0.0)
+    window_end = min(options.duration_s, max(last_commit, WARMUP_S + 1))
     commits_in_window = sum(
         1 for r in results for t in r["commit_times"] if WARMUP_S <= t <= window_end
     )

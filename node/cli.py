@@ -194,6 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--payload-bytes", type=int, default=100)
     bench.add_argument("--clients", type=int, default=2, help="load-generator processes")
     bench.add_argument(
+        "--transactions",
+        type=int,
+        default=1_000_000,
+        help="stop submitting after this many transactions in all (default 1,000,000)",
+    )
+    bench.add_argument(
         "--keep", action="store_true", help="keep the consortium's data directory for inspection"
     )
     bench.add_argument("--base-port", type=int, default=7600)
@@ -275,8 +281,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    if args.nodes < 1 or args.duration <= 0 or args.clients < 1:
-        return _fail("--nodes, --duration and --clients must be positive")
+    if args.nodes < 1 or args.duration <= 0 or args.clients < 1 or args.transactions < 1:
+        return _fail("--nodes, --duration, --clients and --transactions must be positive")
     options = BenchOptions(
         nodes=args.nodes,
         duration_s=args.duration,
@@ -285,6 +291,7 @@ def _bench(args: argparse.Namespace) -> int:
         batch_max=args.batch_max,
         payload_bytes=args.payload_bytes,
         clients=args.clients,
+        transactions=args.transactions,
         base_port=args.base_port,
         json_path=args.json,
         keep=args.keep,

@@ -81,6 +81,10 @@ class Load:
         self.next = 0
         self.waiting: dict[bytes, asyncio.Future[None]] = {}
         """Closed loop: the commit each worker waits for (set by the followers)."""
+        self.follow_until = 0.0
+        """When the followers stop: the end of the duration plus the drain, or sooner once
+        the load has run out of transactions (then they also stop once all are committed)."""
+        self.load_done = False
 
     def has_next(self) -> bool:
         """Whether a transaction is left to submit (signing another block if needed)."""
@@ -114,9 +118,14 @@ class Load:
             self.errors += 1
             self.submitted.pop(tx_id, None)
 
-    async def follow(self, session: aiohttp.ClientSession, node: str, stop_at: float) -> None:
+    def following(self) -> bool:
+        if time.monotonic() >= self.follow_until:
+            return False
+        return not (self.load_done and len(self.committed) == len(self.submitted))
+
+    async def follow(self, session: aiohttp.ClientSession, node: str) -> None:
         after = 0
-        while time.monotonic() < stop_at:
+        while self.following():
             try:
                 async with session.get(
                     f"{node}/v1/commits?after={after}&wait=2", headers={"Accept": MSGPACK}
@@ -185,7 +194,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     else:
         count = int(CLOSED_LOOP_TX_PER_S_MAX * args.duration)
     count = min(count, args.tx_max)
-    presigned = count if args.duration <= PRESIGNED_RUN_S_MAX else SIGNED_BLOCK
+    presigned = count if args.duration <= PRESIGNED_RUN_S_MAX else min(count, SIGNED_BLOCK)
     transactions = make_transactions(key, args.chain_id, presigned, args.payload_bytes)
     load = Load(args, key, transactions, count)
     connector = aiohttp.TCPConnector(limit=256)
@@ -193,15 +202,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         start = time.monotonic()
         until = start + args.duration
-        followers = [
-            asyncio.create_task(load.follow(session, node, until + args.drain))
-            for node in args.node[:2]
-        ]
+        load.follow_until = until + args.drain
+        followers = [asyncio.create_task(load.follow(session, node)) for node in args.node[:2]]
         if args.rate:
             await load.open_loop(session, until)
         else:
             await load.closed_loop(session, until)
         submitted_until = time.monotonic()
+        load.follow_until = min(load.follow_until, submitted_until + args.drain)
+        load.load_done = True
         await asyncio.gather(*followers)
     latencies_ms = [
         (load.committed[tx_id] - sent) * 1000

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import harness
 import pytest
@@ -19,10 +20,9 @@ import pytest
 NODES = 4
 
 
-@pytest.mark.cluster
-def test_a_short_bench_reports_every_named_figure(tmp_path: Path) -> None:
+def bench(tmp_path: Path, *args: str) -> dict[str, Any]:
+    """Run `notarychain-node bench` with `args` and return its JSON report."""
     report = tmp_path / "bench.json"
-    samples = tmp_path / "samples.jsonl"
     base = harness.free_base_port(27100, 10, NODES)
     completed = subprocess.run(
         [
@@ -32,16 +32,11 @@ def test_a_short_bench_reports_every_named_figure(tmp_path: Path) -> None:
             "bench",
             "--nodes",
             str(NODES),
-            "--duration",
-            "5",
-            "--concurrency",
-            "32",
             "--base-port",
             str(base),
             "--json",
             str(report),
-            "--samples",
-            str(samples),
+            *args,
         ],
         capture_output=True,
         text=True,
@@ -50,7 +45,14 @@ def test_a_short_bench_reports_every_named_figure(tmp_path: Path) -> None:
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert "Traceback" not in completed.stderr
-    figures = json.loads(report.read_text())
+    figures: dict[str, Any] = json.loads(report.read_text())
+    return figures
+
+
+@pytest.mark.cluster
+def test_a_short_bench_reports_every_named_figure(tmp_path: Path) -> None:
+    samples = tmp_path / "samples.jsonl"
+    figures = bench(tmp_path, "--duration", "5", "--concurrency", "32", "--samples", str(samples))
 
     assert figures["nodes"] == NODES
     assert figures["committed"] > 0 and figures["tx_per_s"] > 0
@@ -74,3 +76,12 @@ def test_a_short_bench_reports_every_named_figure(tmp_path: Path) -> None:
         assert len(sample["rss_mb"]) == len(sample["peak_rss_mb"]) == NODES
         pairs = zip(sample["rss_mb"], sample["peak_rss_mb"], strict=True)
         assert all(0 < rss <= peak for rss, peak in pairs)
+
+
+@pytest.mark.cluster
+def test_the_load_stops_after_the_transactions_asked_for(tmp_path: Path) -> None:
+    """The duration (120 s) is far more than 150 transactions need: the cap ends the load
+    and every transaction is committed."""
+    figures = bench(tmp_path, "--duration", "120", "--concurrency", "16", "--transactions", "150")
+    assert figures["submitted"] == figures["committed"] == 150
+    assert figures["refused"] == figures["errors"] == 0
