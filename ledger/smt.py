@@ -308,23 +308,29 @@ class _Batch:
         if node_hash == EMPTY:
             return self.build(depth, lo, hi)
         node = _load(self.store, version, node_hash)
+        # Plain locals, not tuples of (hash, version): this runs once per node on a changed path.
         if isinstance(node, SmtInternal):
-            left, right = (node.left, node.left_version), (node.right, node.right_version)
-        elif hi - lo == 1 and self.paths[lo] == node.path:
-            value_hash = self.value_hashes[lo]
-            if value_hash is None:
-                return EMPTY, 0, False
-            if value_hash == node.value_hash:
-                return node_hash, version, True
-            return self.leaf(node.path, value_hash)
-        elif _bit(node.path, depth):  # other keys join the leaf: push it one level down
-            left, right = (EMPTY, 0), (node_hash, version)
+            internal = True
+            left, left_version = node.left, node.left_version
+            right, right_version = node.right, node.right_version
         else:
-            left, right = (node_hash, version), (EMPTY, 0)
+            internal = False
+            path = node.path
+            if hi - lo == 1 and self.paths[lo] == path:
+                value_hash = self.value_hashes[lo]
+                if value_hash is None:
+                    return EMPTY, 0, False
+                if value_hash == node.value_hash:
+                    return node_hash, version, True
+                return self.leaf(path, value_hash)
+            if _bit(path, depth):  # other keys join the leaf: push it one level down
+                left, left_version, right, right_version = EMPTY, 0, node_hash, version
+            else:
+                left, left_version, right, right_version = node_hash, version, EMPTY, 0
         mid = self.split(depth, lo, hi)
-        new_left = self.update(*left, depth + 1, lo, mid)
-        new_right = self.update(*right, depth + 1, mid, hi)
-        if isinstance(node, SmtInternal) and (new_left[0], new_right[0]) == (node.left, node.right):
+        new_left = self.update(left, left_version, depth + 1, lo, mid)
+        new_right = self.update(right, right_version, depth + 1, mid, hi)
+        if internal and new_left[0] == left and new_right[0] == right:
             return node_hash, version, False
         return self.join(new_left, new_right)
 
