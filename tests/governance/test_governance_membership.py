@@ -218,8 +218,14 @@ async def join_court(consortium: Consortium, committed: list[bytes]) -> None:
         for name in ("acme", "globex"):
             async with consortium.client(names, admins[name]) as approver:
                 await approver.approve(proposal_id)
-        record = await reader.record("governance/proposals", proposal_id)
-        assert record["state"] == "approved"
+
+        async def approved() -> bool:
+            # The last approval was acknowledged by its own node; the reader's node may
+            # not have executed that block yet, and then still shows the proposal open.
+            record = await reader.record("governance/proposals", proposal_id)
+            return bool(record["state"] == "approved")
+
+        await wait_for(approved, "the reader's node to show the proposal approved")
 
         court = consortium.client(["court"])
         try:
