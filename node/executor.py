@@ -100,12 +100,10 @@ class DatabaseSmtStore:
         cached, node = self._cache.lookup(node_hash)
         if cached:
             return node
-        row = self._store.db.execute(
-            "SELECT data FROM smt_nodes WHERE version = ? AND hash = ?", (version, node_hash)
-        ).fetchone()
-        if row is None:
+        data = self._store.smt_node_data(version, node_hash)
+        if data is None:
             return None
-        node = decode_node(bytes(row[0]))
+        node = decode_node(data)
         self._cache.put(node_hash, node)
         return node
 

@@ -324,6 +324,9 @@ class Store:
     def smt_root_version(self, root: bytes) -> int:
         return _smt_root_version(self.db, root)
 
+    def smt_node_data(self, version: int, node_hash: bytes) -> bytes | None:
+        return _smt_node_data(self.db, version, node_hash)
+
     def _write_state(self, changes: dict[bytes, bytes], height: int) -> None:
         """Latest values by key, and every value ever written under (height, its hash).
 
@@ -448,10 +451,7 @@ class Reader:
         return None if row is None else bytes(row[0])
 
     def smt_node_data(self, version: int, node_hash: bytes) -> bytes | None:
-        row = self.one(
-            "SELECT data FROM smt_nodes WHERE version = ? AND hash = ?", version, node_hash
-        )
-        return None if row is None else bytes(row[0])
+        return _smt_node_data(self.db, version, node_hash)
 
     def smt_root_version(self, root: bytes) -> int:
         return _smt_root_version(self.db, root)
@@ -467,6 +467,13 @@ class Reader:
     def log_count(self, level: int) -> int:
         row = self.one("SELECT MAX(position) FROM log_nodes WHERE level = ?", level)
         return 0 if row is None or row[0] is None else int(row[0]) + 1
+
+
+def _smt_node_data(db: sqlite3.Connection, version: int, node_hash: bytes) -> bytes | None:
+    row = db.execute(
+        "SELECT data FROM smt_nodes WHERE version = ? AND hash = ?", (version, node_hash)
+    ).fetchone()
+    return None if row is None else bytes(row[0])
 
 
 def _smt_root_version(db: sqlite3.Connection, root: bytes) -> int:
