@@ -62,6 +62,18 @@ def execute_blocks(executor: Executor, genesis: Genesis, blocks: int, size: int)
         executor.execute(CommittedBlock(Block(header, txs), None))
 
 
+def execute_on(path: Path, genesis: Genesis, blocks: int, size: int = 20) -> Executor:
+    """Open the store at `path` (a first start or a restart), execute `blocks` blocks of
+    `size` transactions with a new executor, close the store; the executor keeps its head."""
+    store = Store(path, genesis.genesis_hash)
+    try:
+        executor = Executor(store, genesis, instantiate(genesis))
+        execute_blocks(executor, genesis, blocks, size)
+    finally:
+        store.close()
+    return executor
+
+
 def state_rows(path: Path) -> dict[bytes, bytes]:
     with sqlite3.connect(path) as db:
         return {bytes(k): bytes(v) for k, v in db.execute("SELECT key, value FROM state")}
@@ -71,10 +83,7 @@ def test_tree_nodes_are_stored_under_the_height_that_wrote_them(
     genesis: Genesis, tmp_path: Path
 ) -> None:
     path = tmp_path / "chain.db"
-    store = Store(path, genesis.genesis_hash)
-    executor = Executor(store, genesis, instantiate(genesis))
-    execute_blocks(executor, genesis, 3, 20)
-    store.close()
+    execute_on(path, genesis, 3)
     with sqlite3.connect(path) as db:
         versions = {int(v) for (v,) in db.execute("SELECT DISTINCT version FROM smt_nodes")}
         roots = dict(db.execute("SELECT version, hash FROM smt_roots"))
@@ -86,18 +95,12 @@ def test_a_restarted_executor_continues_the_tree_and_old_roots_stay_provable(
     genesis: Genesis, tmp_path: Path
 ) -> None:
     path = tmp_path / "chain.db"
-    store = Store(path, genesis.genesis_hash)
-    executor = Executor(store, genesis, instantiate(genesis))
-    execute_blocks(executor, genesis, 2, 30)
-    old_root, old_state = executor.head.state_root, state_rows(path)
-    store.close()
-
-    store = Store(path, genesis.genesis_hash)  # a restart: the root's version comes from disk
-    executor = Executor(store, genesis, instantiate(genesis))
-    assert executor.state_version == 2
-    execute_blocks(executor, genesis, 2, 30)
-    new_root, new_state = executor.head.state_root, state_rows(path)
-    store.close()
+    old_root = execute_on(path, genesis, 2, 30).head.state_root
+    old_state = state_rows(path)
+    # A restart: the root's version comes from disk.
+    assert execute_on(path, genesis, 0).state_version == 2
+    new_root = execute_on(path, genesis, 2, 30).head.state_root
+    new_state = state_rows(path)
     assert len(new_state) > len(old_state)
 
     reader = Reader(path)
