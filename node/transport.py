@@ -1,4 +1,4 @@
-"""Node-to-node transport: signed messages as msgpack over HTTP/1.1 with mutual TLS.
+"""Node-to-node transport: signed messages as msgpack over a WebSocket per peer, with mutual TLS.
 
 Rules:
 - Both ends present certificates from the consortium's CA. The server maps the
@@ -9,10 +9,21 @@ Rules:
   checked by the replica.
 - Peers must share the genesis: each request carries its hash, and a
   mismatch is refused with a 409 that says so.
-- One keep-alive session per peer; outbound messages are coalesced per peer
-  into one POST; each peer's queue is bounded (oldest messages are dropped,
-  the protocol re-sends what matters), so a slow or dead peer never stalls
-  the others; failures back off exponentially.
+- One stream per peer and direction: the sender opens a WebSocket to the
+  peer's `/peer/v1/stream` (the upgrade is authenticated like any peer
+  request) and writes each batch of queued messages as one binary frame. No
+  reply is awaited: a message goes out as soon as the replica emits it,
+  instead of waiting behind the previous request's response, and a node
+  spends a frame, not an HTTP request and response, per batch. A round of
+  PBFT is a handful of small messages per peer, so at light load this
+  per-message cost, not the transactions, set a node's CPU per block.
+- Outbound messages are coalesced per peer while the stream is busy; each
+  peer's queue is bounded (oldest messages are dropped, the protocol
+  re-sends what matters), so a slow or dead peer never stalls the others; a
+  broken stream is reopened with exponential backoff. A message written into
+  a stream that then breaks is lost like a dropped packet: PBFT re-sends.
+- `POST /peer/v1/messages` (one batch per request) stays: a peer whose node
+  predates the stream gets a 404 on the upgrade and is sent batches by POST.
 """
 
 from __future__ import annotations
@@ -46,6 +57,10 @@ QUEUE_BYTES_MAX: Final = 64 * 1024 * 1024
 BACKOFF_MIN_S: Final = 0.05
 BACKOFF_MAX_S: Final = 2.0
 REQUEST_TIMEOUT_S: Final = 10.0
+HEARTBEAT_S: Final = 5.0
+"""Ping period on a stream; a peer silent past it (a half-open connection) is dropped."""
+STREAM_PATH: Final = "/peer/v1/stream"
+MESSAGES_PATH: Final = "/peer/v1/messages"
 NETWORK_ERRORS: Final = (aiohttp.ClientError, TimeoutError, OSError, RuntimeError)
 """What a peer's connection may raise when it fails; aiohttp raises RuntimeError
 ("Connection closed.") when a connection drops while a body is read."""
@@ -99,6 +114,8 @@ class PeerLink:
         self.reachable = False
         self.dropped = 0
         self.failures = 0
+        self.use_stream = True
+        """False once the peer answered the upgrade with 404 (a node without streams)."""
 
     def enqueue(self, data: bytes) -> None:
         self.queue.append(data)
@@ -121,24 +138,89 @@ class PeerLink:
     async def run(self) -> None:
         backoff = BACKOFF_MIN_S
         while True:
-            await self.wakeup.wait()
-            self.wakeup.clear()
-            while self.queue:
-                batch = self._take_batch()
-                if await self._post(batch):
+            if self.use_stream:
+                stream = await self._open_stream()
+                if stream is not None:
+                    log.info("stream to peer %s open", self.name)
+                    self.reachable = True
+                    self.failures = 0
                     backoff = BACKOFF_MIN_S
+                    await self._send_over(stream)
+                    self.reachable = False
+                    log.info("stream to peer %s closed", self.name)
+            else:
+                await self.wakeup.wait()
+                self.wakeup.clear()
+                while self.queue:
+                    if not await self._post(self._take_batch()):
+                        break
+                    backoff = BACKOFF_MIN_S
+                else:
                     continue
-                # Drop this batch: consensus re-sends what is still needed, so old
-                # messages never pile up behind a peer that was down.
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
+            # Messages queued meanwhile wait for the link; the bound drops the oldest.
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    async def _open_stream(self) -> aiohttp.ClientWebSocketResponse | None:
+        session = self.transport.session
+        assert session is not None
+        try:
+            return await session.ws_connect(
+                f"{self.url}{STREAM_PATH}",
+                headers=self.transport.headers,
+                server_hostname=self.name,
+                proxy=self.transport.proxy,
+                heartbeat=HEARTBEAT_S,
+                compress=0,
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            if exc.status == 404:
+                log.info("peer %s has no message stream: sending by POST", self.name)
+                self.use_stream = False
+            elif exc.status == 409:
+                log.error("peer %s refused us: %s", self.name, exc.message[:300])
+            self._failed(exc)
+        except NETWORK_ERRORS as exc:
+            self._failed(exc)
+        return None
+
+    async def _send_over(self, stream: aiohttp.ClientWebSocketResponse) -> None:
+        """Write queued batches into the stream until it breaks."""
+        closed = asyncio.create_task(self._until_closed(stream))
+        try:
+            while not (stream.closed or closed.done()):
+                while self.queue and not (stream.closed or closed.done()):
+                    await stream.send_bytes(pack(self._take_batch()))
+                await self.wakeup.wait()
+                self.wakeup.clear()
+        except NETWORK_ERRORS as exc:
+            self._failed(exc)
+        finally:
+            closed.cancel()
+            with contextlib.suppress(asyncio.CancelledError, *NETWORK_ERRORS):
+                await closed
+            await stream.close()
+
+    async def _until_closed(self, stream: aiohttp.ClientWebSocketResponse) -> None:
+        """Read the stream (pongs, a close) so its heartbeat works; wake the sender at its end."""
+        try:
+            async for _ in stream:
+                pass  # the peer sends nothing on this stream
+        finally:
+            self.wakeup.set()
+
+    def _failed(self, exc: BaseException) -> None:
+        if self.reachable or self.failures == 0:
+            log.info("peer %s unreachable: %s", self.name, type(exc).__name__)
+        self.reachable = False
+        self.failures += 1
 
     async def _post(self, batch: list[bytes]) -> bool:
         session = self.transport.session
         assert session is not None
         try:
             async with session.post(
-                f"{self.url}/peer/v1/messages",
+                f"{self.url}{MESSAGES_PATH}",
                 data=pack(batch),
                 headers=self.transport.headers,
                 server_hostname=self.name,
@@ -148,10 +230,7 @@ class PeerLink:
                     log.error("peer %s refused us: %s", self.name, (await response.text())[:300])
                 ok = response.status == 204
         except NETWORK_ERRORS as exc:
-            if self.reachable or self.failures == 0:
-                log.info("peer %s unreachable: %s", self.name, type(exc).__name__)
-            self.reachable = False
-            self.failures += 1
+            self._failed(exc)
             return False
         self.reachable = ok
         return ok
@@ -190,6 +269,8 @@ class Transport:
         self.links: dict[bytes, PeerLink] = {}
         self._tasks: dict[bytes, asyncio.Task[None]] = {}
         self.refused = 0
+        self._streams: set[web.WebSocketResponse] = set()
+        """Inbound streams, closed at stop (the server would otherwise wait for them)."""
 
     async def start(self, members: Sequence[Member]) -> None:
         connector = aiohttp.TCPConnector(ssl=client_context(self.tls), limit_per_host=2)
@@ -217,6 +298,8 @@ class Transport:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for stream in list(self._streams):
+            await stream.close(code=aiohttp.WSCloseCode.GOING_AWAY)
         if self.session is not None:
             await self.session.close()
 
@@ -268,14 +351,43 @@ class Transport:
         return name
 
     async def handle_messages(self, request: web.Request) -> web.Response:
+        """One batch of messages per request (peers without the stream)."""
         self.authenticate(request)
-        body = await request.read()
+        reason = self._deliver(await request.read())
+        if reason is not None:
+            raise web.HTTPBadRequest(text=reason)
+        return web.Response(status=204)
+
+    async def handle_stream(self, request: web.Request) -> web.WebSocketResponse:
+        """A peer's stream: every binary frame is one batch of messages."""
+        name = self.authenticate(request)
+        stream = web.WebSocketResponse(
+            heartbeat=HEARTBEAT_S, compress=False, max_msg_size=POST_BYTES_MAX + MESSAGE_BYTES_MAX
+        )
+        await stream.prepare(request)
+        self._streams.add(stream)
+        try:
+            async for frame in stream:
+                if frame.type is not aiohttp.WSMsgType.BINARY:
+                    reason: str | None = "a frame of messages is binary"
+                else:
+                    reason = self._deliver(frame.data)
+                if reason is not None:
+                    log.warning("closing the stream from %s: %s", name, reason)
+                    await stream.close(code=aiohttp.WSCloseCode.UNSUPPORTED_DATA)
+        finally:
+            self._streams.discard(stream)
+        return stream
+
+    def _deliver(self, body: bytes) -> str | None:
+        """Hand a batch's messages to the replica; the reason when the batch is malformed.
+        A message that does not decode is skipped (and logged): it may be from a newer peer."""
         try:
             items = unpack(body, input_bytes_max=POST_BYTES_MAX + MESSAGE_BYTES_MAX)
             if type(items) is not tuple or any(type(i) is not bytes for i in items):
                 raise DecodeError("a message batch is an array of byte strings")
         except DecodeError as exc:
-            raise web.HTTPBadRequest(text=exc.reason) from None
+            return exc.reason
         for data in items:
             try:
                 message = decode_message(data, input_bytes_max=MESSAGE_BYTES_MAX)
@@ -283,10 +395,11 @@ class Transport:
                 log.warning("undecodable message: %s", exc.reason)
                 continue
             self.on_message(message)
-        return web.Response(status=204)
+        return None
 
     def peer_app(self, blocks_handler: Callable[[web.Request], Any]) -> web.Application:
         app = web.Application(client_max_size=POST_BYTES_MAX + MESSAGE_BYTES_MAX)
-        app.router.add_post("/peer/v1/messages", self.handle_messages)
+        app.router.add_post(MESSAGES_PATH, self.handle_messages)
+        app.router.add_get(STREAM_PATH, self.handle_stream)
         app.router.add_get("/peer/v1/blocks", blocks_handler)
         return app

@@ -7,8 +7,11 @@ legitimately to test replays).
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import functools
 import http.client
+import os
 import ssl
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +22,7 @@ import pytest
 from ledger.encoding import pack
 from ledger.keys import PrivateKey
 from ledger.tx import TX_BYTES_MAX, Transaction
-from node.transport import GENESIS_HEADER, SENDER_HEADER
+from node.transport import GENESIS_HEADER, MESSAGES_PATH, SENDER_HEADER, STREAM_PATH
 
 if TYPE_CHECKING:
     from cluster import Cluster, Reply, TxKit
@@ -33,7 +36,23 @@ HANDSHAKE_REFUSED = (
 )
 
 
-def peer_post(
+PEER_ENDPOINTS = {
+    # endpoint: (how a peer reaches it, the status that lets a member in)
+    "messages": (("POST", MESSAGES_PATH), 204),
+    "stream": (("GET", STREAM_PATH), 101),
+}
+
+
+def websocket_upgrade() -> dict[str, str]:
+    return {
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
+    }
+
+
+def peer_call(
     cluster: Cluster,
     target: int,
     certificate: Path | None,
@@ -41,8 +60,13 @@ def peer_post(
     *,
     headers: dict[str, str],
     body: bytes = b"",
+    endpoint: str = "messages",
 ) -> tuple[int, str]:
-    """POST to a node's peer port over TLS, trusting the consortium CA for the server."""
+    """Call a node's peer endpoint over TLS (a batch of messages by POST, or the upgrade
+    that opens a stream), trusting the consortium CA for the server."""
+    (method, path), _ = PEER_ENDPOINTS[endpoint]
+    if endpoint == "stream":
+        headers = {**headers, **websocket_upgrade()}
     context = ssl.create_default_context(
         ssl.Purpose.SERVER_AUTH, cafile=str(cluster.root / "ca.crt")
     )
@@ -54,9 +78,9 @@ def peer_post(
     )
     try:
         connection.request(
-            "POST",
-            "/peer/v1/messages",
-            body=body,
+            method,
+            path,
+            body=body if method == "POST" else None,
             headers={"Content-Type": "application/msgpack", **headers},
         )
         response = connection.getresponse()
@@ -82,10 +106,13 @@ def running(make_cluster: Callable[..., Cluster]) -> Cluster:
 
 
 @pytest.mark.cluster
+@pytest.mark.parametrize("endpoint", sorted(PEER_ENDPOINTS))
 def test_peer_port_refuses_strangers(
-    running: Cluster, cluster_factory: Callable[..., Cluster]
+    running: Cluster, cluster_factory: Callable[..., Cluster], endpoint: str
 ) -> None:
     cluster = running
+    _, admitted = PEER_ENDPOINTS[endpoint]
+    call = functools.partial(peer_call, endpoint=endpoint)
     target = 0
     member = 3
     member_cert = cluster.directory(member) / "tls.crt"
@@ -97,7 +124,7 @@ def test_peer_port_refuses_strangers(
     # depending on the transport's version: use whichever this node accepts.)
     answers = {}
     for form in ("name", "index"):
-        answers[form] = peer_post(
+        answers[form] = call(
             cluster,
             target,
             member_cert,
@@ -105,7 +132,7 @@ def test_peer_port_refuses_strangers(
             headers=member_headers(cluster, member, form),
             body=pack([]),
         )
-    accepted = [form for form, (status, _) in answers.items() if status == 204]
+    accepted = [form for form, (status, _) in answers.items() if status == admitted]
     assert len(accepted) == 1, answers
     form = accepted[0]
 
@@ -115,7 +142,7 @@ def test_peer_port_refuses_strangers(
     for stranger in range(other.n):
         assert other.name(stranger) == cluster.name(stranger)
         try:
-            status, text = peer_post(
+            status, text = call(
                 cluster,
                 target,
                 other.directory(stranger) / "tls.crt",
@@ -129,7 +156,7 @@ def test_peer_port_refuses_strangers(
 
     # No client certificate at all: refused too.
     try:
-        status, text = peer_post(
+        status, text = call(
             cluster, target, None, None, headers=member_headers(cluster, member, form)
         )
     except HANDSHAKE_REFUSED:
@@ -140,13 +167,13 @@ def test_peer_port_refuses_strangers(
     # A member's certificate with another genesis: 409, naming the genesis.
     assert cluster.genesis is not None
     wrong = {**member_headers(cluster, member, form), GENESIS_HEADER: "ab" * 32}
-    status, text = peer_post(cluster, target, member_cert, member_key, headers=wrong, body=pack([]))
+    status, text = call(cluster, target, member_cert, member_key, headers=wrong, body=pack([]))
     assert status == 409, (status, text)
     assert "genesis" in text.lower(), text
     assert cluster.genesis.genesis_hash in text, text
 
     # A member's certificate claiming to be another replica: 403.
-    status, text = peer_post(
+    status, text = call(
         cluster,
         target,
         member_cert,
