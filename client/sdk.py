@@ -44,7 +44,7 @@ from ledger.keyfile import load_private_key
 from ledger.keys import PrivateKey
 from ledger.proofs import ProofBundle, Verified, verify_bundle
 from ledger.quorum import weak_quorum_size
-from ledger.tx import Transaction, TransactionBody, sign_transaction
+from ledger.tx import BATCH_TRANSACTIONS_MAX, Transaction, TransactionBody, sign_transaction
 
 T = TypeVar("T")
 
@@ -176,6 +176,28 @@ class AsyncClient:
         if status not in (200, 202):
             raise _refusal(status, data)
         return str(data["tx_id"].hex() if isinstance(data["tx_id"], bytes) else data["tx_id"])
+
+    async def submit_many(self, txs: Sequence[Transaction]) -> list[str | Refused]:
+        """Send signed transactions in batches (one request per `BATCH_TRANSACTIONS_MAX`).
+
+        Each is admitted or refused on its own: the answer holds, in order, its id
+        (hex) or its refusal (not raised). Safe to repeat. A batch no node answers
+        raises `NodeUnavailable`; one refused as a whole raises `Refused`.
+        """
+        outcomes: list[str | Refused] = []
+        for start in range(0, len(txs), BATCH_TRANSACTIONS_MAX):
+            chunk = txs[start : start + BATCH_TRANSACTIONS_MAX]
+            body = pack([tx.encode() for tx in chunk])
+            status, data = await self._call("POST", "/v1/transactions/batch", body)
+            results = data.get("results") if isinstance(data, dict) else None
+            if status != 200 or not isinstance(results, list) or len(results) != len(chunk):
+                raise _refusal(status, data)
+            for result in results:
+                if "error" in result:
+                    outcomes.append(_refusal(int(result["status"]), result))
+                else:
+                    outcomes.append(result["tx_id"].hex())
+        return outcomes
 
     async def wait(self, tx_id: str, timeout_s: float | None = None) -> Receipt:
         """Wait until the transaction is committed; `Rejected` if its family refused it."""

@@ -25,6 +25,8 @@ NONCE_BYTES: Final = 16
 NAME_CHARS_MAX: Final = 64
 CHAIN_ID_CHARS_MAX: Final = 64
 TX_BYTES_MAX: Final = 1024 * 1024
+BATCH_TRANSACTIONS_MAX: Final = 1024
+"""Transactions a node takes in one batched submission (half a block at the default size)."""
 
 Name = Annotated[str, MaxLength(NAME_CHARS_MAX)]
 ChainId = Annotated[str, MaxLength(CHAIN_ID_CHARS_MAX)]

@@ -7,7 +7,7 @@ with the existing status, never ordered twice), signature, the sender's
 enrolment and role for the operation, then capacity (429 when this node's
 queue is busy, 503 when its mempool is full).
 
-Signatures checked here are remembered (`VerifiedIds`) so that the replica,
+Signatures checked here are remembered (`VerifiedSignatures`) so that the replica,
 which checks every transaction in every batch, does not verify them twice.
 
 The checks against state run in groups (`StateChecks`): requests that arrive
@@ -24,9 +24,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from hashlib import sha256
 from typing import Any, Final, Protocol
 
-from consensus.events import RequestsReceived
 from ledger.encoding import decode
 from ledger.errors import DecodeError
 from ledger.families.identity import Identity, identity_key
@@ -48,36 +48,41 @@ class AdmissionRefusal(Exception):
         self.reason = reason
 
 
-class VerifiedIds:
-    """Ids of transactions whose signature this node has checked (bounded, oldest forgotten)."""
+class VerifiedSignatures:
+    """Transactions whose signature this node has checked (bounded, oldest forgotten).
+
+    They are remembered by id and signature together: the id covers the body
+    only, so a copy of a checked body under another signature (from a client,
+    or in a faulty primary's batch) is checked again rather than taken as good.
+    """
 
     def __init__(self, capacity: int = VERIFIED_IDS_MAX) -> None:
         self.capacity = capacity
-        self._ids: OrderedDict[bytes, None] = OrderedDict()
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
 
-    def add(self, tx_id: bytes) -> None:
-        self._ids[tx_id] = None
-        if len(self._ids) > self.capacity:
-            self._ids.popitem(last=False)
-
-    def __contains__(self, tx_id: object) -> bool:
-        return tx_id in self._ids
+    def check(self, tx: Transaction) -> bool:
+        """Whether the transaction's signature verifies for its sender (checked once)."""
+        key = sha256(tx.id + tx.signature).digest()
+        if key in self._seen:
+            return True
+        if not verify(tx.body.sender, tx.signature, tx.body.signing_bytes()):
+            return False
+        self._seen[key] = None
+        if len(self._seen) > self.capacity:
+            self._seen.popitem(last=False)
+        return True
 
 
 def make_request_validator(
-    chain_id: str, verified: VerifiedIds
+    chain_id: str, verified: VerifiedSignatures
 ) -> Callable[[Transaction], str | None]:
     """The replica's check of a client transaction it did not admit itself."""
 
     def validate(tx: Transaction) -> str | None:
         if tx.body.chain_id != chain_id:
             return "transaction for another chain"
-        tx_id = tx.id
-        if tx_id in verified:
-            return None
-        if not verify(tx.body.sender, tx.signature, tx.body.signing_bytes()):
+        if not verified.check(tx):
             return "bad client signature"
-        verified.add(tx_id)
         return None
 
     return validate
@@ -95,7 +100,7 @@ class Admission:
         chain_id: str,
         lifetime_max_ms: int,
         families: Mapping[str, Family],
-        verified: VerifiedIds,
+        verified: VerifiedSignatures,
     ) -> None:
         self.chain_id = chain_id
         self.lifetime_max_ms = lifetime_max_ms
@@ -131,11 +136,8 @@ class Admission:
         return Admitted(tx, tx.id)
 
     def check_signature(self, admitted: Admitted) -> None:
-        tx = admitted.tx
-        if admitted.tx_id not in self.verified:
-            if not verify(tx.body.sender, tx.signature, tx.body.signing_bytes()):
-                raise AdmissionRefusal(400, "bad_signature", "the signature does not verify")
-            self.verified.add(admitted.tx_id)
+        if not self.verified.check(admitted.tx):
+            raise AdmissionRefusal(400, "bad_signature", "the signature does not verify")
 
     def check_sender(self, admitted: Admitted, read_state: Callable[[bytes], bytes | None]) -> None:
         """Enrolled, not revoked, and in a role allowed this operation (state as of now)."""
@@ -196,10 +198,6 @@ def dry_run(
         family.apply(ctx, tx.body.operation)
     except Refused as refused:
         raise AdmissionRefusal(refusal_status(refused.code), refused.code, refused.reason) from None
-
-
-def request_event(admitted: Admitted) -> RequestsReceived:
-    return RequestsReceived((admitted.tx,), from_client=True)
 
 
 class StateReader(Protocol):

@@ -8,17 +8,22 @@ answered with a bare 500 `internal` error that reveals nothing.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ledger.encoding import decode, pack, to_wire
+from consensus.events import RequestsReceived
+from ledger.encoding import decode, pack, to_wire, unpack
+from ledger.errors import DecodeError
 from ledger.families import Refusal
-from node.admission import AdmissionRefusal, request_event
+from ledger.tx import BATCH_TRANSACTIONS_MAX, Transaction
+from node.admission import AdmissionRefusal, Admitted
 from node.openapi import OPENAPI
 
 if TYPE_CHECKING:
@@ -28,6 +33,7 @@ log = logging.getLogger("notarychain.api")
 
 MSGPACK: Final = "application/msgpack"
 WAIT_S_MAX: Final = 30.0
+REQUEST_BYTES_MAX: Final = 2 * 1024 * 1024
 NODE_KEY: Final[web.AppKey[Node]] = web.AppKey("node")
 
 
@@ -117,7 +123,6 @@ async def get_status(request: web.Request) -> web.Response:
 
 
 async def post_transaction(request: web.Request) -> web.Response:
-    node = _node(request)
     content_type = request.headers.get("Content-Type", "")
     body = await request.read()
     if content_type.startswith("application/json"):
@@ -129,19 +134,123 @@ async def post_transaction(request: web.Request) -> web.Response:
             ) from None
     else:
         data = body
-    admitted = node.admission.decode(data)
-    if admitted.tx_id in node.driver.replica.pool:
-        return respond(request, {"tx_id": admitted.tx_id, "state": "pending"}, 200)
-    node.admission.check_signature(admitted)
-    entry = await node.state_checks.check(admitted)
-    if entry is not None:
-        return respond(request, transaction_view(admitted.tx_id, entry), 200)
+    [outcome] = await admit(_node(request), [data])
+    if isinstance(outcome, AdmissionRefusal):
+        return error_response(request, outcome.status, outcome.code, outcome.reason)
+    return respond(request, outcome.view, outcome.status)
+
+
+async def post_transaction_batch(request: web.Request) -> web.Response:
+    """Many signed transactions in one request, each admitted or refused on its own.
+
+    The answer lists one result per transaction, in order: what `POST
+    /v1/transactions` would have answered for it alone, with that answer's
+    HTTP status as `status` (202 admitted, 200 already known, 4xx/5xx with an
+    `error` object). A request that is malformed as a whole admits nothing.
+    """
+    content_type = request.headers.get("Content-Type", "")
+    body = await request.read()
+    try:
+        if content_type.startswith("application/json"):
+            items = tuple(bytes.fromhex(t) for t in json.loads(body)["transactions"])
+        else:
+            items = unpack(body, input_bytes_max=REQUEST_BYTES_MAX)
+            if type(items) is not tuple or any(type(i) is not bytes for i in items):
+                raise DecodeError("not an array of byte strings")
+    except (ValueError, KeyError, TypeError, DecodeError):
+        raise ApiError(
+            400,
+            "bad_request",
+            "the body must be an array of transaction encodings (msgpack), "
+            'or JSON {"transactions": ["<hex of an encoding>", ...]}',
+        ) from None
+    if not items:
+        raise ApiError(400, "bad_request", "the batch is empty")
+    if len(items) > BATCH_TRANSACTIONS_MAX:
+        raise ApiError(
+            413, "too_large", f"at most {BATCH_TRANSACTIONS_MAX} transactions in one batch"
+        )
+    results = []
+    for outcome in await admit(_node(request), list(items)):
+        if isinstance(outcome, AdmissionRefusal):
+            error = {"code": outcome.code, "message": outcome.reason}
+            results.append({"status": outcome.status, "error": error})
+        else:
+            results.append({"status": outcome.status, **outcome.view})
+    return respond(request, {"results": results})
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A transaction taken: 202 when admitted now, 200 when already known (its status)."""
+
+    status: int
+    view: dict[str, Any]
+
+
+async def admit(node: Node, encodings: list[bytes]) -> list[Outcome | AdmissionRefusal]:
+    """Admit transactions into the mempool; one outcome per encoding, in order.
+
+    The checks of `node.admission` run on each; the state checks of all run
+    together (one read on a reader thread); those that pass reach the replica
+    as one event. A refusal changes nothing for its transaction.
+    """
+    outcomes: dict[int, Outcome | AdmissionRefusal] = {}
+    checking: list[tuple[int, Admitted]] = []
+    pool = node.driver.replica.pool
+    for index, data in enumerate(encodings):
+        try:
+            admitted = node.admission.decode(data)
+            if admitted.tx_id in pool:
+                outcomes[index] = Outcome(200, {"tx_id": admitted.tx_id, "state": "pending"})
+                continue
+            node.admission.check_signature(admitted)
+        except AdmissionRefusal as exc:
+            outcomes[index] = exc
+            continue
+        checking.append((index, admitted))
+    entries = await asyncio.gather(
+        *(node.state_checks.check(admitted) for _, admitted in checking), return_exceptions=True
+    )
+    fresh: dict[bytes, tuple[Transaction, list[int]]] = {}
+    for (index, admitted), entry in zip(checking, entries, strict=True):
+        if isinstance(entry, AdmissionRefusal):
+            outcomes[index] = entry
+        elif isinstance(entry, BaseException):
+            raise entry
+        elif entry is not None:
+            outcomes[index] = Outcome(200, transaction_view(admitted.tx_id, entry))
+        else:
+            fresh.setdefault(admitted.tx_id, (admitted.tx, []))[1].append(index)
+    if fresh:
+        outcomes.update(_enqueue(node, fresh))
+    for outcome in outcomes.values():
+        if isinstance(outcome, AdmissionRefusal):
+            node.metrics.refused.labels(code=outcome.code).inc()
+    return [outcomes[index] for index in range(len(encodings))]
+
+
+def _enqueue(
+    node: Node, fresh: dict[bytes, tuple[Transaction, list[int]]]
+) -> dict[int, Outcome | AdmissionRefusal]:
+    """Hand transactions that passed every check to the replica, as one event."""
+    refusal = None
     if node.driver.replica.pool.is_full():
-        raise ApiError(503, "mempool_full", "the mempool is full; retry later")
-    if not node.driver.post(request_event(admitted)):
-        raise ApiError(429, "busy", "the node is busy; retry later")
-    node.metrics.observe_admission(admitted.tx_id)
-    return respond(request, {"tx_id": admitted.tx_id, "state": "pending"}, 202)
+        refusal = AdmissionRefusal(503, "mempool_full", "the mempool is full; retry later")
+    elif not node.driver.post(
+        RequestsReceived(tuple(tx for tx, _ in fresh.values()), from_client=True)
+    ):
+        refusal = AdmissionRefusal(429, "busy", "the node is busy; retry later")
+    outcomes: dict[int, Outcome | AdmissionRefusal] = {}
+    for tx_id, (_, indices) in fresh.items():
+        if refusal is None:
+            node.metrics.observe_admission(tx_id)
+        for position, index in enumerate(indices):
+            # The same transaction twice in one batch: the second is already pending.
+            outcomes[index] = refusal or Outcome(
+                202 if position == 0 else 200, {"tx_id": tx_id, "state": "pending"}
+            )
+    return outcomes
 
 
 async def get_transaction(request: web.Request) -> web.Response:
@@ -259,10 +368,11 @@ def build_api(node: Node) -> web.Application:
     from node.records import add_record_routes  # noqa: PLC0415
     from node.vault import add_vault_routes  # noqa: PLC0415
 
-    app = web.Application(middlewares=[errors_middleware], client_max_size=2 * 1024 * 1024)
+    app = web.Application(middlewares=[errors_middleware], client_max_size=REQUEST_BYTES_MAX)
     app[NODE_KEY] = node
     app.router.add_get("/v1/status", get_status)
     app.router.add_post("/v1/transactions", post_transaction)
+    app.router.add_post("/v1/transactions/batch", post_transaction_batch)
     app.router.add_get("/v1/transactions/{tx_id}", get_transaction)
     app.router.add_get("/v1/blocks/{height}", get_block)
     app.router.add_get("/v1/checkpoints/latest", get_latest_checkpoint)

@@ -24,7 +24,7 @@ from ledger.errors import KeyFileError
 from ledger.genesis import Genesis, GenesisError, parse_genesis
 from ledger.keyfile import load_private_key
 from ledger.keys import PrivateKey, public_key_text
-from node.admission import Admission, StateChecks, VerifiedIds, make_request_validator
+from node.admission import Admission, StateChecks, VerifiedSignatures, make_request_validator
 from node.api import build_api, transaction_view
 from node.commits import CommitFeed
 from node.config import NodeConfig
@@ -122,7 +122,7 @@ class Node:
         except StorageError as exc:
             raise StartupError(str(exc)) from None
         self.executor = Executor(self.store, self.genesis, self.families)
-        self.verified = VerifiedIds()
+        self.verified = VerifiedSignatures()
         parameters = Parameters(**self.genesis.consensus.as_dict())
         replica = Replica(
             ReplicaConfig(

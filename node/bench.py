@@ -58,6 +58,8 @@ class BenchOptions:
     batch_max: int = 2048
     payload_bytes: int = 100
     clients: int = 2
+    submit_batch: int = 1
+    """Transactions per submission request (1: one `POST /v1/transactions` each)."""
     transactions: int = 1_000_000
     """Submitted in all, split among the clients; the load stops early once they are."""
     base_port: int = 7600
@@ -180,6 +182,7 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
         "offered_rate": options.rate or None,
         "concurrency": options.concurrency or None,
         "batch_max": options.batch_max,
+        "submit_batch": options.submit_batch,
         "payload_bytes": options.payload_bytes,
         "submitted": samples["submitted"],
         "committed": samples["committed"],
@@ -282,6 +285,8 @@ def _drive(
             str(options.payload_bytes),
             "--tx-max",
             str(-(-options.transactions // len(key_paths))),
+            "--submit-batch",
+            str(options.submit_batch),
             "--out",
             str(directory / f"client-{i}.json"),
         ]

@@ -16,6 +16,7 @@ from typing import NoReturn
 
 from ledger import __version__
 from ledger.errors import LedgerError
+from ledger.tx import BATCH_TRANSACTIONS_MAX
 from node import eventloop
 from node.app import StartupError, load_genesis_file, run_until_signal
 from node.bench import BenchOptions, print_summary, run_bench
@@ -175,6 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     soak.add_argument("--seed", type=int, default=1)
     soak.add_argument("--json", type=Path, help="write the report here")
 
+    _add_bench(commands)
+    return parser
+
+
+def _add_bench(commands: argparse._SubParsersAction[Parser]) -> None:
     bench = commands.add_parser(
         "bench",
         help="measure throughput, latency and memory of a local consortium",
@@ -194,6 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--payload-bytes", type=int, default=100)
     bench.add_argument("--clients", type=int, default=2, help="load-generator processes")
     bench.add_argument(
+        "--submit-batch",
+        type=int,
+        default=1,
+        help="transactions per submission request (default 1; up to 1024 by "
+        "POST /v1/transactions/batch)",
+    )
+    bench.add_argument(
         "--transactions",
         type=int,
         default=1_000_000,
@@ -209,7 +222,6 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="append a JSON line every 30 s: transactions committed, each node's memory",
     )
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -283,6 +295,8 @@ def _run(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     if args.nodes < 1 or args.duration <= 0 or args.clients < 1 or args.transactions < 1:
         return _fail("--nodes, --duration, --clients and --transactions must be positive")
+    if not 1 <= args.submit_batch <= BATCH_TRANSACTIONS_MAX:
+        return _fail(f"--submit-batch must be from 1 to {BATCH_TRANSACTIONS_MAX}")
     options = BenchOptions(
         nodes=args.nodes,
         duration_s=args.duration,
@@ -291,6 +305,7 @@ def _bench(args: argparse.Namespace) -> int:
         batch_max=args.batch_max,
         payload_bytes=args.payload_bytes,
         clients=args.clients,
+        submit_batch=args.submit_batch,
         transactions=args.transactions,
         base_port=args.base_port,
         json_path=args.json,

@@ -92,6 +92,38 @@ OPENAPI: Final[dict[str, Any]] = {
                 },
             }
         },
+        "/v1/transactions/batch": {
+            "post": {
+                "summary": (
+                    "Submit up to 1,024 signed transactions; each is admitted or refused on "
+                    "its own, and `results` holds, in order, what a single submission of it "
+                    "would have answered, with that answer's HTTP status as `status`"
+                ),
+                "requestBody": {
+                    "content": {
+                        "application/msgpack": {
+                            "schema": {
+                                "type": "array",
+                                "items": {"type": "string", "format": "binary"},
+                            }
+                        },
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["transactions"],
+                                "properties": {
+                                    "transactions": {
+                                        "type": "array",
+                                        "items": {"type": "string", "description": "hex"},
+                                    }
+                                },
+                            }
+                        },
+                    }
+                },
+                "responses": {"200": _ok("one result per transaction"), **_errors(400, 413)},
+            }
+        },
         "/v1/transactions/{tx_id}": {
             "get": {
                 "summary": "A transaction's status: pending, committed (height, index) or rejected",

@@ -85,3 +85,18 @@ def test_the_load_stops_after_the_transactions_asked_for(tmp_path: Path) -> None
     figures = bench(tmp_path, "--duration", "120", "--concurrency", "16", "--transactions", "150")
     assert figures["submitted"] == figures["committed"] == 150
     assert figures["refused"] == figures["errors"] == 0
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("load", [("--concurrency", "64"), ("--rate", "100")], ids=str)
+def test_batched_submission_commits_every_transaction(
+    tmp_path: Path, load: tuple[str, str]
+) -> None:
+    """Clients sending up to 32 transactions per request (closed and open loop): every
+    one is admitted and committed, and the report says how they were sent."""
+    figures = bench(
+        tmp_path, "--duration", "60", *load, "--transactions", "300", "--submit-batch", "32"
+    )
+    assert figures["submit_batch"] == 32
+    assert figures["submitted"] == figures["committed"] == 300
+    assert figures["refused"] == figures["errors"] == 0
