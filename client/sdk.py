@@ -181,8 +181,10 @@ class AsyncClient:
         """Send signed transactions in batches (one request per `BATCH_TRANSACTIONS_MAX`).
 
         Each is admitted or refused on its own: the answer holds, in order, its id
-        (hex) or its refusal (not raised). Safe to repeat. A batch no node answers
-        raises `NodeUnavailable`; one refused as a whole raises `Refused`.
+        (hex) or its refusal (not raised; a node's 429 or 503 is one too, to retry
+        later or elsewhere). A request no node answers raises `NodeUnavailable`, one
+        refused as a whole `Refused`; the transactions of earlier requests may have
+        been admitted by then, and submitting all again is safe.
         """
         outcomes: list[str | Refused] = []
         for start in range(0, len(txs), BATCH_TRANSACTIONS_MAX):

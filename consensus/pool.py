@@ -58,6 +58,10 @@ class RequestPool:
     def is_full(self) -> bool:
         return len(self._pending) >= self._capacity
 
+    def room(self) -> int:
+        """Requests that may still be added."""
+        return max(0, self._capacity - len(self._pending))
+
     def add(self, tx_id: bytes, tx: Transaction, now_ms: int) -> bool:
         """Add a new request; False if it is known, already delivered, or the pool is full."""
         if tx_id in self._pending or tx_id in self._delivered or self.is_full():

@@ -34,8 +34,8 @@ from ledger.keys import verify
 from ledger.tx import TX_BYTES_MAX, Transaction
 from node.families.base import Context, Family, Refused
 
-VERIFIED_IDS_MAX: Final = 200_000
-"""Enough for every transaction in flight at full speed; older ids are checked again."""
+VERIFIED_SIGNATURES_MAX: Final = 200_000
+"""Enough for every transaction in flight at full speed; older ones are checked again."""
 
 
 class AdmissionRefusal(Exception):
@@ -56,7 +56,7 @@ class VerifiedSignatures:
     or in a faulty primary's batch) is checked again rather than taken as good.
     """
 
-    def __init__(self, capacity: int = VERIFIED_IDS_MAX) -> None:
+    def __init__(self, capacity: int = VERIFIED_SIGNATURES_MAX) -> None:
         self.capacity = capacity
         self._seen: OrderedDict[bytes, None] = OrderedDict()
 

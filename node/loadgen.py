@@ -7,10 +7,11 @@ measured from submission to the moment a node reports the commit. It writes
 its samples as JSON to `--out`. Every loop is bounded by `--duration`.
 
 With `--submit-batch N` (N > 1) transactions go by `POST /v1/transactions/batch`,
-at most N per request and one request per node in flight: a transaction is sent
-at once when a request is free, and otherwise with those that gathered while
-all were busy. Batching thus adds no wait at light load, and its latency is
-still measured from the moment the transaction was due.
+at most N per request, with as many requests in flight as there are nodes (sent
+to the nodes in turn): a transaction is sent at once when a request is free, and
+otherwise with those that gathered while all were busy. Batching thus adds no
+wait at light load, and its latency is still measured from the moment the
+transaction was due.
 """
 
 from __future__ import annotations
@@ -41,9 +42,12 @@ PRESIGNED_RUN_S_MAX = 60.0
 does not compete with the nodes; transactions expire `EXPIRY_MS` after signing, so
 longer runs sign blocks of `SIGNED_BLOCK` as they go (a few percent of a core)."""
 SIGNED_BLOCK = 1000
+BATCH_WAIT_S = 10.0
 EXPIRY_MS = 110_000
 EXPIRY_MARGIN_MS = 30_000
 """Signed transactions this close to their expiry are dropped unsent and signed afresh."""
+NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError, RuntimeError)
+"""RuntimeError: aiohttp's for a session closed under a request at the end of a run."""
 EVIDENCE_SAMPLE_MAX = 50
 """Committed evidence ids reported, for the bench to fetch and check their proofs."""
 
@@ -128,7 +132,7 @@ class Load:
                 answer = await r.read()
                 if r.status not in (200, 202):
                     self._refused(tx.id, _error_code(answer))
-        except (aiohttp.ClientError, TimeoutError, OSError):
+        except NETWORK_ERRORS:
             self.errors += 1
             self.submitted.pop(tx.id, None)
 
@@ -136,6 +140,15 @@ class Load:
         self.refused += 1
         self.submitted.pop(tx_id, None)
         self.refusals[code] = self.refusals.get(code, 0) + 1
+
+    async def finish_batches(self) -> None:
+        """Let the requests in flight end; what was never sent was never submitted."""
+        unsent, self.outbox = self.outbox, []
+        for index, done in unsent:
+            self.submitted.pop(self.transactions[index].id, None)
+            done.set_result(None)
+        if self._batch_tasks:
+            await asyncio.wait(self._batch_tasks, timeout=BATCH_WAIT_S)
 
     def _send_batches(self, session: aiohttp.ClientSession) -> None:
         """Start a request for what waits, while fewer than one per node are in flight."""
@@ -158,12 +171,20 @@ class Load:
         try:
             async with session.post(url, data=body, headers=headers) as r:
                 status, answer = r.status, unpack_document(await r.read())
-            for i, tx in enumerate(txs):
-                if status != 200:
-                    self._refused(tx.id, str(answer["error"]["code"]))
-                elif answer["results"][i]["status"] not in (200, 202):
-                    self._refused(tx.id, str(answer["results"][i]["error"]["code"]))
-        except (aiohttp.ClientError, TimeoutError, OSError, LedgerError, LookupError, TypeError):
+            codes: list[str | None]
+            if status != 200:
+                codes = [str(answer["error"]["code"])] * len(txs)
+            else:
+                results = answer["results"]
+                if len(results) != len(txs):
+                    raise LookupError("one result per transaction")
+                codes = [
+                    None if r["status"] in (200, 202) else str(r["error"]["code"]) for r in results
+                ]
+            for tx, code in zip(txs, codes, strict=True):
+                if code is not None:
+                    self._refused(tx.id, code)
+        except (*NETWORK_ERRORS, LedgerError, LookupError, TypeError):
             self.errors += len(txs)
             for tx in txs:
                 self.submitted.pop(tx.id, None)
@@ -264,6 +285,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await load.open_loop(session, until)
         else:
             await load.closed_loop(session, until)
+        await load.finish_batches()
         submitted_until = time.monotonic()
         load.follow_until = min(load.follow_until, submitted_until + args.drain)
         load.load_done = True

@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -59,6 +60,11 @@ BACKOFF_MAX_S: Final = 2.0
 REQUEST_TIMEOUT_S: Final = 10.0
 HEARTBEAT_S: Final = 5.0
 """Ping period on a stream; a peer silent past it (a half-open connection) is dropped."""
+CLOSE_TIMEOUT_S: Final = 1.0
+STREAM_STABLE_S: Final = 1.0
+"""A stream that lasted this long resets the reconnection backoff."""
+STREAM_RETRY_S: Final = 60.0
+"""A peer that had no stream (404) is offered one again after this long."""
 STREAM_PATH: Final = "/peer/v1/stream"
 MESSAGES_PATH: Final = "/peer/v1/messages"
 NETWORK_ERRORS: Final = (aiohttp.ClientError, TimeoutError, OSError, RuntimeError)
@@ -115,7 +121,8 @@ class PeerLink:
         self.dropped = 0
         self.failures = 0
         self.use_stream = True
-        """False once the peer answered the upgrade with 404 (a node without streams)."""
+        """False after the peer answered the upgrade with 404 (a node without streams)."""
+        self.stream_retry_at = 0.0
 
     def enqueue(self, data: bytes) -> None:
         self.queue.append(data)
@@ -138,18 +145,24 @@ class PeerLink:
     async def run(self) -> None:
         backoff = BACKOFF_MIN_S
         while True:
+            if not self.use_stream and time.monotonic() >= self.stream_retry_at:
+                self.use_stream = True  # the peer may have been upgraded meanwhile
             if self.use_stream:
                 stream = await self._open_stream()
                 if stream is not None:
                     log.info("stream to peer %s open", self.name)
                     self.reachable = True
                     self.failures = 0
-                    backoff = BACKOFF_MIN_S
+                    opened = time.monotonic()
                     await self._send_over(stream)
                     self.reachable = False
                     log.info("stream to peer %s closed", self.name)
+                    if time.monotonic() - opened >= STREAM_STABLE_S:
+                        backoff = BACKOFF_MIN_S  # a peer that drops us at once waits longer
             else:
-                await self.wakeup.wait()
+                if not self.queue:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.wakeup.wait(), STREAM_RETRY_S)
                 self.wakeup.clear()
                 while self.queue:
                     if not await self._post(self._take_batch()):
@@ -172,13 +185,19 @@ class PeerLink:
                 proxy=self.transport.proxy,
                 heartbeat=HEARTBEAT_S,
                 compress=0,
+                timeout=aiohttp.ClientWSTimeout(ws_close=CLOSE_TIMEOUT_S),
             )
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status == 404:
                 log.info("peer %s has no message stream: sending by POST", self.name)
                 self.use_stream = False
-            elif exc.status == 409:
-                log.error("peer %s refused us: %s", self.name, exc.message[:300])
+                self.stream_retry_at = time.monotonic() + STREAM_RETRY_S
+            elif exc.status in (403, 409) and self.failures == 0:
+                log.error(
+                    "peer %s refused our stream (HTTP %d): is it on this consortium's genesis?",
+                    self.name,
+                    exc.status,
+                )
             self._failed(exc)
         except NETWORK_ERRORS as exc:
             self._failed(exc)
@@ -190,15 +209,19 @@ class PeerLink:
         try:
             while not (stream.closed or closed.done()):
                 while self.queue and not (stream.closed or closed.done()):
-                    await stream.send_bytes(pack(self._take_batch()))
+                    # Bounded: a half-open peer with a full send buffer must not hold us.
+                    async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                        await stream.send_bytes(pack(self._take_batch()))
                 await self.wakeup.wait()
                 self.wakeup.clear()
         except NETWORK_ERRORS as exc:
             self._failed(exc)
         finally:
             closed.cancel()
-            with contextlib.suppress(asyncio.CancelledError, *NETWORK_ERRORS):
-                await closed
+            # asyncio.wait, not await: a cancellation of this task itself must go through.
+            await asyncio.wait({closed})
+            if not closed.cancelled():
+                closed.exception()  # the stream's end is known; its reason is not needed
             await stream.close()
 
     async def _until_closed(self, stream: aiohttp.ClientWebSocketResponse) -> None:
@@ -271,6 +294,8 @@ class Transport:
         self.refused = 0
         self._streams: set[web.WebSocketResponse] = set()
         """Inbound streams, closed at stop (the server would otherwise wait for them)."""
+        self.stopping = False
+        """Set at stop: new inbound streams are refused, so none outlives the node."""
 
     async def start(self, members: Sequence[Member]) -> None:
         connector = aiohttp.TCPConnector(ssl=client_context(self.tls), limit_per_host=2)
@@ -292,6 +317,7 @@ class Transport:
                 self._tasks[key] = asyncio.create_task(link.run(), name=f"peer-{member.name}")
 
     async def stop(self) -> None:
+        self.stopping = True
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
@@ -361,6 +387,8 @@ class Transport:
     async def handle_stream(self, request: web.Request) -> web.WebSocketResponse:
         """A peer's stream: every binary frame is one batch of messages."""
         name = self.authenticate(request)
+        if self.stopping:
+            raise web.HTTPServiceUnavailable(text="this node is stopping")
         stream = web.WebSocketResponse(
             heartbeat=HEARTBEAT_S, compress=False, max_msg_size=POST_BYTES_MAX + MESSAGE_BYTES_MAX
         )
@@ -368,6 +396,9 @@ class Transport:
         self._streams.add(stream)
         try:
             async for frame in stream:
+                if frame.type is aiohttp.WSMsgType.ERROR:
+                    log.info("stream from %s broke: %s", name, stream.exception())
+                    break
                 if frame.type is not aiohttp.WSMsgType.BINARY:
                     reason: str | None = "a frame of messages is binary"
                 else:

@@ -19,6 +19,7 @@ from client.errors import Refused
 from client.sdk import AsyncClient
 from ledger.encoding import pack
 from ledger.families import evidence
+from ledger.genesis import ConsensusSettings
 from ledger.keys import PrivateKey
 from ledger.tx import BATCH_TRANSACTIONS_MAX, Transaction
 
@@ -177,3 +178,24 @@ def test_the_sdk_submits_many_and_reports_each_refusal(
     assert isinstance(refusal, Refused)
     assert (refusal.code, refusal.status) == ("not_enrolled", 403)
     assert [r.tx_id for r in receipts] == [tx.id.hex() for tx in txs[::100]]
+
+
+@pytest.mark.cluster
+def test_a_batch_beyond_the_mempools_room_is_refused_past_it(
+    make_cluster: Callable[..., Cluster], txkit: type[TxKit]
+) -> None:
+    """Admitted means ordered: what the mempool has no room for gets 503, not a 202 that
+    the replica would then drop."""
+    cluster = make_cluster(consensus=ConsensusSettings(pending_requests_max=5))
+    assert cluster.applicant is not None
+    txs = txkit.evidence(cluster.chain_id, cluster.applicant, 8)
+    reply = post_batch(cluster, 0, pack([tx.data for tx in txs]), MSGPACK)
+    assert reply.status == 200, reply.body[:300]
+    results = reply.json()["results"]
+    assert [r["status"] for r in results] == [202] * 5 + [503] * 3
+    assert {r["error"]["code"] for r in results[5:]} == {"mempool_full"}
+    for tx in txs[:5]:
+        cluster.wait_committed(tx.id, 0, timeout=30)
+    cluster.wait_settled(list(range(cluster.n)), timeout=30)
+    for tx in txs[5:]:
+        assert cluster.request(0, "GET", f"/v1/transactions/{tx.id}").status == 404

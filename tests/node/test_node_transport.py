@@ -127,10 +127,13 @@ async def test_a_stream_carries_messages_in_order_and_reopens_after_a_restart(
     assert len(inbound._streams) == 1  # one connection carried them all
     assert link.use_stream
 
-    # The receiver restarts: the sender notices, reopens the stream, and goes on.
+    # The receiver stops: its port refuses new streams until it is gone (so none keeps
+    # its shutdown waiting), then it restarts; the sender reopens the stream and goes on.
     await inbound.stop()
-    await runner.cleanup()
     await until(lambda: not link.reachable)
+    await asyncio.sleep(0.5)  # the sender tries again meanwhile
+    assert not link.reachable and not inbound._streams
+    await runner.cleanup()
     inbound = receiver.transport()
     runner = await serve(inbound, port)
     await until(lambda: link.reachable)
