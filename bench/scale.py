@@ -1,20 +1,25 @@
 """The benchmark series behind docs/benchmarks.md, and its plots.
 
-    python bench/scale.py [--duration 20] [--only nodes,batch,load,steady] [--plot-only]
+    python bench/scale.py [--duration 20] [--only nodes,batch,load,steady,...] [--plot-only]
     python bench/scale.py --tables
 
 Each point is one run of `notarychain-node bench` (its own consortium of real
 node processes, real TLS, real SQLite, separate load-generator processes),
 whose JSON lands in `bench/results/scale/NAME.json` (kept in the repository:
-the figures docs/benchmarks.md quotes). Three series and one steady run:
+the figures docs/benchmarks.md quotes). The series, each client sending one
+transaction per request unless said otherwise:
 
 - nodes: 4, 7 and 10 nodes, closed loop at 256 transactions in flight;
 - batch: 4 nodes, block size limits from 16 to 2048 transactions, closed loop;
 - load: 4 nodes, open loop at rising offered rates (the latency-versus-load curve);
-- steady: 4 nodes, closed loop, 60 s.
+- steady: 4 nodes, closed loop, 60 s;
+- submit: 4 nodes, closed loop at 1024 in flight, clients sending 1 to 256
+  transactions per request (`POST /v1/transactions/batch`);
+- load-batched: the latency-versus-load curve with up to 64 per request;
+- steady-batched: the steady run with up to 64 per request.
 
-Then `docs/bench-nodes.png`, `docs/bench-batch.png` and `docs/bench-load.png`
-are drawn from those files (needs the `bench` extra: matplotlib). Figures
+Then `docs/bench-nodes.png`, `docs/bench-batch.png`, `docs/bench-submit.png`
+and `docs/bench-load.png` are drawn from those files (needs the `bench` extra: matplotlib). Figures
 only; nothing is asserted.
 """
 
@@ -36,6 +41,10 @@ NODES = (4, 7, 10)
 BATCHES = (16, 64, 256, 1024, 2048)
 RATES = (50, 100, 200, 300, 400, 500, 600)
 STEADY_S = 60.0
+BATCHED_CONCURRENCY = 1024
+SUBMIT_BATCHES = (1, 16, 64, 256)
+SUBMIT_BATCH = 64
+BATCHED_RATES = (200, 400, 600, 800, 1000)
 
 
 def runs(duration_s: float) -> dict[str, list[tuple[str, list[str]]]]:
@@ -58,6 +67,40 @@ def runs(duration_s: float) -> dict[str, list[tuple[str, list[str]]]]:
         ],
         "load": [(f"rate-{r}", ["--rate", str(r), "--duration", seconds]) for r in RATES],
         "steady": [("steady", ["--concurrency", str(CONCURRENCY), "--duration", str(STEADY_S)])],
+        "submit": [
+            (
+                f"submit-{b}",
+                [
+                    "--submit-batch",
+                    str(b),
+                    "--concurrency",
+                    str(BATCHED_CONCURRENCY),
+                    "--duration",
+                    seconds,
+                ],
+            )
+            for b in SUBMIT_BATCHES
+        ],
+        "load-batched": [
+            (
+                f"rate-{r}-batched",
+                ["--rate", str(r), "--submit-batch", str(SUBMIT_BATCH), "--duration", seconds],
+            )
+            for r in BATCHED_RATES
+        ],
+        "steady-batched": [
+            (
+                "steady-batched",
+                [
+                    "--concurrency",
+                    str(BATCHED_CONCURRENCY),
+                    "--submit-batch",
+                    str(SUBMIT_BATCH),
+                    "--duration",
+                    str(STEADY_S),
+                ],
+            )
+        ],
     }
 
 
@@ -113,15 +156,29 @@ def plot(duration_s: float) -> None:
 
     draw("nodes", "nodes", "nodes", f"Scale: closed loop, {CONCURRENCY} in flight")
     draw("batch", "batch_max", "block size limit (transactions)", "Batch size: 4 nodes", True)
+    draw(
+        "submit",
+        "submit_batch",
+        "transactions per submission request",
+        f"Batched submission: 4 nodes, {BATCHED_CONCURRENCY} in flight",
+        True,
+    )
 
     points = figures("load")
     if points:
         figure, axis = plt.subplots(figsize=(6.4, 4.0))
-        achieved = [p["tx_per_s"] for p in points]
-        for percentile, style in (("p50", "o-"), ("p90", "s--"), ("p99", "^:")):
-            axis.plot(
-                achieved, [p["latency_ms"][percentile] for p in points], style, label=percentile
-            )
+        curves = (("load", "one per request", "tab:blue"), ("load-batched", "batched", "tab:green"))
+        for key, label, color in curves:
+            points = figures(key)
+            achieved = [p["tx_per_s"] for p in points]
+            for percentile, style in (("p50", "o-"), ("p99", "^:")):
+                axis.plot(
+                    achieved,
+                    [p["latency_ms"][percentile] for p in points],
+                    style,
+                    color=color,
+                    label=f"{percentile}, {label}",
+                )
         axis.set_xlabel("committed tx/s (open loop, offered rate rising)")
         axis.set_ylabel("commit latency (ms)")
         axis.set_ylim(bottom=0)
@@ -135,9 +192,10 @@ def plot(duration_s: float) -> None:
 def tables(duration_s: float) -> str:
     """The results as the markdown tables of docs/benchmarks.md."""
     header = (
-        "| run | nodes | load | block limit | committed tx/s | p50 ms | p90 ms | p99 ms "
-        "| max ms | view changes | peak RSS MB | CPU ms/tx/node | ceiling fraction |\n"
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| run | nodes | load | per request | block limit | committed tx/s | p50 ms | p90 ms "
+        "| p99 ms | max ms | view changes | peak RSS MB | CPU ms/tx/node | ceiling fraction |\n"
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: |"
     )
     lines = []
     for key, entries in runs(duration_s).items():
@@ -153,7 +211,8 @@ def tables(duration_s: float) -> str:
             )
             latency = f["latency_ms"]
             lines.append(
-                f"| {name} | {f['nodes']} | {offered} | {f['batch_max']} | {f['tx_per_s']} "
+                f"| {name} | {f['nodes']} | {offered} | {f.get('submit_batch', 1)} "
+                f"| {f['batch_max']} | {f['tx_per_s']} "
                 f"| {latency['p50']} | {latency['p90']} | {latency['p99']} | {latency['max']} "
                 f"| {f['view_changes']} | {f['rss_mb_max']} | {f['node_cpu_ms_per_tx']} "
                 f"| {f['ceiling_fraction']} |"
@@ -164,7 +223,7 @@ def tables(duration_s: float) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load per point")
-    parser.add_argument("--only", default="nodes,batch,load,steady", help="series to run")
+    parser.add_argument("--only", default=",".join(runs(0)), help="series to run")
     parser.add_argument("--plot-only", action="store_true", help="draw from existing results")
     parser.add_argument("--tables", action="store_true", help="print the results as markdown")
     args = parser.parse_args()
