@@ -81,6 +81,10 @@ class AsyncClient:
         self.timeout_s = timeout_s
         self._session: aiohttp.ClientSession | None = None
         self._preferred = 0
+        self.seen_height = 0
+        """The highest block this client saw its transactions committed in: reads ask
+        nodes for at least this height (`min_height`), so a lagging node never answers
+        with a state older than the client's own writes."""
 
     @classmethod
     def from_config(
@@ -148,8 +152,13 @@ class AsyncClient:
         count = len(self.nodes)
         return [(self._preferred + i) % count for i in range(count)]
 
+    def _at_least_seen(self, path: str) -> str:
+        if not self.seen_height:
+            return path
+        return f"{path}{'&' if '?' in path else '?'}min_height={self.seen_height}"
+
     async def get(self, path: str, node: int | None = None) -> Any:
-        status, data = await self._call("GET", path, node=node)
+        status, data = await self._call("GET", self._at_least_seen(path), node=node)
         if status != 200:
             raise _refusal(status, data)
         return data
@@ -220,6 +229,8 @@ class AsyncClient:
             if status != 200:
                 raise _refusal(status, data)
             state = data["state"]
+            if state in ("committed", "rejected"):
+                self.seen_height = max(self.seen_height, data["height"])
             if state == "committed":
                 return Receipt(
                     tx_id, data["height"], data["index"], data["log_index"], data.get("result", b"")
@@ -332,7 +343,7 @@ class AsyncClient:
         """GET something built on a checkpoint; waits while the newest one is still forming."""
         deadline = time.monotonic() + self.timeout_s
         while True:
-            status, data = await self._call("GET", path, raw=raw)
+            status, data = await self._call("GET", self._at_least_seen(path), raw=raw)
             if status == 200:
                 return data
             refusal = _refusal(status, data)
@@ -378,7 +389,7 @@ class AsyncClient:
         needed = weak_quorum_size(len(self.genesis.institutions))
         answers: dict[bytes, int] = {}
         results = await asyncio.gather(
-            *(self._call("GET", path, node=i) for i in range(len(self.nodes))),
+            *(self._call("GET", self._at_least_seen(path), node=i) for i in range(len(self.nodes))),
             return_exceptions=True,
         )
         for result in results:

@@ -9,6 +9,7 @@ answered with a bare 500 `internal` error that reveals nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -33,6 +34,7 @@ log = logging.getLogger("notarychain.api")
 
 MSGPACK: Final = "application/msgpack"
 WAIT_S_MAX: Final = 30.0
+MIN_HEIGHT_WAIT_S: Final = 5.0
 REQUEST_BYTES_MAX: Final = 2 * 1024 * 1024
 CHECKS_BETWEEN_YIELDS: Final = 64
 """Transactions of a batch checked (signatures: about 10 ms) before the event loop runs."""
@@ -93,6 +95,33 @@ async def errors_middleware(
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return error_response(request, 500, "internal", "internal error; see the node's log")
+
+
+@web.middleware
+async def min_height_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Read your writes on any node: `?min_height=H` on a GET waits (at most
+    `MIN_HEIGHT_WAIT_S`) until this node has executed block H, then answers as
+    usual; a node still behind answers 503 `behind`, and a client tries another.
+    A client that saw its transaction committed at H thus never reads an older
+    state from a node that lags."""
+    text = request.query.get("min_height")
+    if text is None or request.method != "GET":
+        return await handler(request)
+    height = _int_param(text, "min_height")
+    driver = _node(request).driver
+    if driver.executed_height < height:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(MIN_HEIGHT_WAIT_S), driver.committed:
+                await driver.committed.wait_for(lambda: driver.executed_height >= height)
+    if driver.executed_height < height:
+        raise ApiError(
+            503,
+            "behind",
+            f"this node has executed up to height {driver.executed_height}, not {height} yet",
+        )
+    return await handler(request)
 
 
 def _node(request: web.Request) -> Node:
@@ -378,7 +407,9 @@ def build_api(node: Node) -> web.Application:
     from node.records import add_record_routes  # noqa: PLC0415
     from node.vault import add_vault_routes  # noqa: PLC0415
 
-    app = web.Application(middlewares=[errors_middleware], client_max_size=REQUEST_BYTES_MAX)
+    app = web.Application(
+        middlewares=[errors_middleware, min_height_middleware], client_max_size=REQUEST_BYTES_MAX
+    )
     app[NODE_KEY] = node
     app.router.add_get("/v1/status", get_status)
     app.router.add_post("/v1/transactions", post_transaction)

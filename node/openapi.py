@@ -58,7 +58,9 @@ OPENAPI: Final[dict[str, Any]] = {
         "version": "1",
         "description": (
             "JSON by default; send `Accept: application/msgpack` for msgpack with raw bytes. "
-            "Hashes, ids and keys are lowercase hex in JSON."
+            "Hashes, ids and keys are lowercase hex in JSON. Every GET takes `min_height`: "
+            "the node answers once it has executed that block (waiting up to 5 s), else 503 "
+            "`behind`, so a client reads its own writes from any node."
         ),
     },
     "paths": {
