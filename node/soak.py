@@ -48,6 +48,9 @@ READY_S: Final = 60.0
 SETTLE_S: Final = 120.0
 FAULT_GAP_S: Final = (2.0, 6.0)
 FAULT_LENGTH_S: Final = (2.0, 6.0)
+RESUME_WINDOW_S: Final = 10.0
+"""The load goes on this long after the last fault ends (a primary's replacement takes
+about 3.5 s with the default settings)."""
 PRIMARY_KILL: Final = "kill -9 the primary"
 
 
@@ -101,6 +104,8 @@ class Soak:
         self.nodes: list[NodeProcess] = []
         self.faulty: set[str] = set()
         self.f = (options.nodes - 1) // 3
+        self.started = time.monotonic()
+        """When the load began (times in the report count from here)."""
 
     # ------------------------------------------------------------ setup
 
@@ -253,8 +258,13 @@ class Soak:
             self._slow_links,
             self._skew,
         ]
-        while time.monotonic() < until - FAULT_LENGTH_S[1]:
-            await asyncio.sleep(self.rng.uniform(*FAULT_GAP_S))
+        while True:
+            gap_s = self.rng.uniform(*FAULT_GAP_S)
+            # Every fault ends while the writer still writes, with time to commit after it:
+            # otherwise "commits resumed after each fault" could not be seen for the last.
+            if time.monotonic() + gap_s + FAULT_LENGTH_S[1] > until - RESUME_WINDOW_S:
+                return
+            await asyncio.sleep(gap_s)
             action = self.rng.choice(actions)
             await action(session)
 
@@ -335,6 +345,7 @@ class Soak:
         self.report.faults.append({"kind": "slow links", "node": node.name, "at": time.monotonic()})
         await self._hold()
         proxy.delay_ms.clear()
+        self.report.faults[-1]["until"] = time.monotonic()
 
     async def _skew(self, session: aiohttp.ClientSession) -> None:
         if len(self.faulty) >= self.f or not self._candidates():
@@ -421,11 +432,13 @@ class Soak:
     def _summary(self, heights: list[int]) -> dict[str, Any]:
         times = sorted(self.report.ack_times)
         gaps = [b - a for a, b in itertools.pairwise(times)]
-        resumed = all(
-            any(t > fault.get("until", fault["at"]) for t in times) for fault in self.report.faults
-        )
-        if not resumed:
-            self.report.problems.append("commits did not resume after a fault")
+        for fault in self.report.faults:
+            end = fault.get("until", fault["at"])
+            if not any(t > end for t in times):
+                self.report.problems.append(
+                    f"commits did not resume after {fault['kind']} on {fault['node']} "
+                    f"(ended {end - self.started:.1f} s in)"
+                )
         kinds: dict[str, int] = {}
         for fault in self.report.faults:
             kind = str(fault["kind"]).split(" to ")[0].split(" skewed")[0]
@@ -439,6 +452,15 @@ class Soak:
             "max_concurrent_faults": self.report.max_concurrent_faults,
             "longest_pause_s": round(max(gaps, default=0.0), 2),
             "primary_kill_resume_s": self._primary_kill_resumes(),
+            "fault_log": [
+                {
+                    "kind": fault["kind"],
+                    "node": fault["node"],
+                    "from_s": round(fault["at"] - self.started, 2),
+                    "until_s": round(fault.get("until", fault["at"]) - self.started, 2),
+                }
+                for fault in self.report.faults
+            ],
             "problems": self.report.problems[:20],
             "ok": not self.report.problems,
         }
@@ -464,7 +486,8 @@ class Soak:
         try:
             async with aiohttp.ClientSession() as session:
                 await self.wait_ready(session)
-                until = time.monotonic() + self.options.duration_s
+                self.started = time.monotonic()
+                until = self.started + self.options.duration_s
                 await asyncio.gather(self.writer(session, until), self.nemesis(session, until))
                 return await self.heal_and_check(session)
         finally:

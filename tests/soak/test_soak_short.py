@@ -25,7 +25,7 @@ def test_short_soak_loses_no_acknowledged_transaction(tmp_path: Path) -> None:
             "node",
             "soak",
             "--duration",
-            "40",
+            "50",
             "--rate",
             "15",
             "--seed",
