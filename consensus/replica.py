@@ -540,6 +540,7 @@ class Replica:
             out.broadcast(proposal)
             self.next_seq = SeqNo(seq + 1)
             self._accept_batch(seq, pre_prepare, batch, ids, out)
+            self.slots[seq].proposal_sent_ms = self.now_ms
 
     @property
     def pipelined_batch_min(self) -> int:
@@ -1034,9 +1035,20 @@ class Replica:
             if own is not None:
                 out.broadcast(own)
             return
+        interval_ms = self.params.resend_interval_ms
         for slot in self.slots.values():
-            if self.is_primary and slot.pre_prepare is not None and slot.batch is not None:
-                # A proposal is large: only to the backups that have not answered it.
+            if (
+                self.is_primary
+                and slot.pre_prepare is not None
+                and slot.batch is not None
+                and (
+                    slot.proposal_sent_ms is None
+                    or self.now_ms - slot.proposal_sent_ms >= interval_ms
+                )
+            ):
+                # A proposal is large: only to the backups that have not answered it, and
+                # only once it has gone unanswered for a whole interval.
+                slot.proposal_sent_ms = self.now_ms
                 proposal = Proposal(slot.pre_prepare, slot.batch)
                 for replica in range(self.n):
                     if replica != self.id and not (

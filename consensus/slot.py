@@ -19,3 +19,7 @@ class Slot:
     my_prepare: Prepare | None = None
     my_commit: Commit | None = None
     committed: bool = False
+    proposal_sent_ms: int | None = None
+    """The primary: when it last sent this slot's proposal. Re-sent only once that is a
+    full resend interval ago: a proposal carries the whole batch, and a backup that is
+    merely busy (not cut off) would decode every copy."""

@@ -13,7 +13,7 @@ import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from consensus.events import CommitRecord, RequestsReceived
+from consensus.events import CommitRecord, Output, RequestsReceived
 from consensus.messages import Commit, Prepare, Proposal, Requests
 from consensus.replica import GENESIS_HASH
 
@@ -287,3 +287,25 @@ def test_seven_replicas_order_with_quorums_of_2f_plus_1(make_cluster: MakeCluste
         records = [r for r in cluster.persisted[index] if isinstance(r, CommitRecord)]
         assert [len(r.prepared.prepares) for r in records] == [4]
     assert cluster.sent(0, Prepare) == []
+
+
+def test_a_proposal_is_sent_again_only_after_a_whole_interval_unanswered(
+    make_cluster: MakeCluster,
+) -> None:
+    """A proposal carries its whole batch: the primary repeats it to the backups that have
+    not answered, but not at the first resend tick after sending it (that tick may come a
+    millisecond later), only once it has gone unanswered for a full interval."""
+    cluster = make_cluster()
+    interval_ms = cluster.params.resend_interval_ms
+    output = cluster.submit(0, cluster.kit.tx(b"big batch"))
+    assert [target for target, m in output.send if isinstance(m, Proposal)] == [None]
+
+    def proposals_sent(outputs: list[Output]) -> list[int | None]:
+        return [target for out in outputs for target, m in out.send if isinstance(m, Proposal)]
+
+    assert proposals_sent(cluster.tick(interval_ms - 1, replicas=[0])) == []
+    resent = proposals_sent(cluster.tick(interval_ms, replicas=[0]))
+    assert sorted(t for t in resent if t is not None) == [1, 2, 3]
+    # Backups that answered are not sent it again.
+    cluster.run()
+    assert proposals_sent(cluster.tick(2 * interval_ms, replicas=[0])) == []
