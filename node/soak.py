@@ -16,6 +16,7 @@ it reports the longest pause. Every loop is bounded in time.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import json
@@ -297,13 +298,19 @@ class Soak:
             await self._crash_node(self.rng.choice(self._candidates()), "kill -9")
 
     async def _crash_primary(self, session: aiohttp.ClientSession) -> None:
-        for node in self._candidates():
-            status = await self.status(session, node)
-            if status is not None and len(self.faulty) < self.f:
-                primary = self.nodes[status["primary"] % len(self.nodes)]
-                if primary.name not in self.faulty and primary.up:
-                    await self._crash_node(primary, PRIMARY_KILL)
-                return
+        """Kill the node that f + 1 nodes name as primary (one node's view may be stale)."""
+        if len(self.faulty) >= self.f:
+            return
+        statuses = await asyncio.gather(*(self.status(session, n) for n in self._candidates()))
+        named = collections.Counter(
+            s["primary"] % len(self.nodes) for s in statuses if s is not None and s["view_active"]
+        )
+        if not named:
+            return
+        index, votes = named.most_common(1)[0]
+        primary = self.nodes[index]
+        if votes >= self.f + 1 and primary.name not in self.faulty and primary.up:
+            await self._crash_node(primary, PRIMARY_KILL)
 
     async def _isolate(self, session: aiohttp.ClientSession) -> None:
         if len(self.faulty) >= self.f or not self._candidates():
