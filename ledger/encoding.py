@@ -318,6 +318,14 @@ def unpack(data: bytes, *, input_bytes_max: int = INPUT_BYTES_MAX_DEFAULT) -> An
         raise DecodeError(f"malformed msgpack: {_describe(exc)}") from None
 
 
+def unpack_byte_strings(data: bytes, *, input_bytes_max: int) -> tuple[bytes, ...]:
+    """An array of byte strings (a batch of encodings, each decoded on its own later)."""
+    items = unpack(data, input_bytes_max=input_bytes_max)
+    if type(items) is not tuple or any(type(item) is not bytes for item in items):
+        raise DecodeError("expected an array of byte strings")
+    return items
+
+
 def unpack_document(data: bytes, *, input_bytes_max: int = INPUT_BYTES_MAX_DEFAULT) -> Any:
     """Parse an API document (maps allowed): never hashed or signed, so no canonical form."""
     if len(data) > input_bytes_max:

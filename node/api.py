@@ -20,7 +20,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from consensus.events import RequestsReceived
-from ledger.encoding import decode, pack, to_wire, unpack
+from ledger.encoding import decode, pack, to_wire, unpack_byte_strings
 from ledger.errors import DecodeError
 from ledger.families import Refusal
 from ledger.tx import BATCH_TRANSACTIONS_MAX, Transaction
@@ -185,9 +185,7 @@ async def post_transaction_batch(request: web.Request) -> web.Response:
         if content_type.startswith("application/json"):
             items = tuple(bytes.fromhex(t) for t in json.loads(body)["transactions"])
         else:
-            items = unpack(body, input_bytes_max=REQUEST_BYTES_MAX)
-            if type(items) is not tuple or any(type(i) is not bytes for i in items):
-                raise DecodeError("not an array of byte strings")
+            items = unpack_byte_strings(body, input_bytes_max=REQUEST_BYTES_MAX)
     except (ValueError, KeyError, TypeError, RecursionError, DecodeError):
         raise ApiError(
             400,

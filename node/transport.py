@@ -43,7 +43,7 @@ import aiohttp
 from aiohttp import web
 
 from consensus.messages import Message, decode_message, encode_message
-from ledger.encoding import pack, unpack
+from ledger.encoding import pack, unpack_byte_strings
 from ledger.errors import DecodeError
 from ledger.families.governance import Member
 from ledger.genesis import Genesis
@@ -414,9 +414,7 @@ class Transport:
         """Hand a batch's messages to the replica; the reason when the batch is malformed.
         A message that does not decode is skipped (and logged): it may be from a newer peer."""
         try:
-            items = unpack(body, input_bytes_max=POST_BYTES_MAX + MESSAGE_BYTES_MAX)
-            if type(items) is not tuple or any(type(i) is not bytes for i in items):
-                raise DecodeError("a message batch is an array of byte strings")
+            items = unpack_byte_strings(body, input_bytes_max=POST_BYTES_MAX + MESSAGE_BYTES_MAX)
         except DecodeError as exc:
             return exc.reason
         for data in items:
