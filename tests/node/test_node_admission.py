@@ -3,30 +3,17 @@ another: the id covers the body only, so the cache of checked signatures must no
 
 from __future__ import annotations
 
-import os
-import time
+from cluster import evidence_body
 
-from ledger.encoding import encode
-from ledger.families.evidence import FAMILY, REGISTER, Item, Kind, Register
 from ledger.keys import PrivateKey
-from ledger.tx import Transaction, TransactionBody, sign_transaction
+from ledger.tx import Transaction, sign_transaction
 from node.admission import VerifiedSignatures, make_request_validator
 
 CHAIN = "admission-test"
 
 
 def registration(key: PrivateKey) -> Transaction:
-    item = Item(os.urandom(32), False, Kind.DOCUMENT, 1, None)
-    body = TransactionBody(
-        CHAIN,
-        key.public_key,
-        FAMILY,
-        REGISTER,
-        encode(Register((item,))),
-        os.urandom(16),
-        int(time.time() * 1000) + 60_000,
-    )
-    return sign_transaction(body, key)
+    return sign_transaction(evidence_body(CHAIN, key), key)
 
 
 def forged(tx: Transaction) -> Transaction:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from cluster import expect_refusal
 
 from client.errors import Refused
 from client.sdk import AsyncClient
@@ -32,14 +33,6 @@ JSON = {"Content-Type": "application/json"}
 
 def post_batch(cluster: Cluster, node: int, body: bytes, headers: dict[str, str]) -> Reply:
     return cluster.request(node, "POST", "/v1/transactions/batch", body=body, headers=headers)
-
-
-def expect_whole_refusal(reply: Reply, status: int, code: str) -> None:
-    assert reply.status == status, (reply.status, reply.body[:300])
-    data = reply.json()
-    assert set(data) == {"error"}, data
-    assert data["error"]["code"] == code, data
-    assert data["error"]["message"], data
 
 
 def one_item() -> evidence.Register:
@@ -143,7 +136,7 @@ def test_a_malformed_batch_admits_nothing(
     ]
     for name, body, headers, status, code in cases:
         try:
-            expect_whole_refusal(post_batch(cluster, 0, body, headers), status, code)
+            expect_refusal(post_batch(cluster, 0, body, headers), status, code)
         except AssertionError as exc:
             raise AssertionError(f"{name}: {exc}") from None
     assert mempools(cluster) == [0] * cluster.n

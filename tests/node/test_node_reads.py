@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pytest
+from cluster import expect_refusal
 
 from client.errors import Refused
 from client.sdk import AsyncClient
@@ -17,11 +18,6 @@ from ledger.families import evidence
 
 if TYPE_CHECKING:
     from cluster import Cluster, Reply, TxKit
-
-
-def expect_error(reply: Reply, status: int, code: str) -> None:
-    assert reply.status == status, (reply.status, reply.body[:300])
-    assert reply.json()["error"]["code"] == code, reply.body[:300]
 
 
 @pytest.mark.cluster
@@ -52,9 +48,9 @@ def test_a_read_waits_for_the_height_asked_or_says_the_node_is_behind(
     assert answers[0].json()["height"] >= height + 1
 
     # A height far ahead: after the bounded wait, 503 behind (a client tries another node).
-    expect_error(cluster.request(0, "GET", "/v1/status?min_height=1000000"), 503, "behind")
-    expect_error(cluster.request(0, "GET", "/v1/status?min_height=-1"), 400, "bad_parameter")
-    expect_error(cluster.request(0, "GET", "/v1/status?min_height=soon"), 400, "bad_parameter")
+    expect_refusal(cluster.request(0, "GET", "/v1/status?min_height=1000000"), 503, "behind")
+    expect_refusal(cluster.request(0, "GET", "/v1/status?min_height=-1"), 400, "bad_parameter")
+    expect_refusal(cluster.request(0, "GET", "/v1/status?min_height=soon"), 400, "bad_parameter")
 
 
 @pytest.mark.cluster

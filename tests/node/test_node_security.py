@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from cluster import expect_refusal
 
 from ledger.encoding import pack
 from ledger.keys import PrivateKey
@@ -25,7 +26,7 @@ from ledger.tx import TX_BYTES_MAX, Transaction
 from node.transport import GENESIS_HEADER, MESSAGES_PATH, SENDER_HEADER, STREAM_PATH
 
 if TYPE_CHECKING:
-    from cluster import Cluster, Reply, TxKit
+    from cluster import Cluster, TxKit
 
 HANDSHAKE_REFUSED = (
     ssl.SSLError,
@@ -187,16 +188,6 @@ def test_peer_port_refuses_strangers(
     assert all(cluster.running(i) for i in range(cluster.n))
 
 
-def expect_refusal(cluster: Cluster, reply: Reply, status: int, code: str) -> None:
-    assert reply.status == status, (code, reply.status, reply.body[:300])
-    assert reply.content_type.startswith("application/json"), reply.content_type
-    data = reply.json()
-    assert set(data) == {"error"}, data
-    assert set(data["error"]) == {"code", "message"}, data
-    assert data["error"]["code"] == code, data
-    assert isinstance(data["error"]["message"], str) and data["error"]["message"], data
-
-
 @pytest.mark.cluster
 def test_public_api_refuses_bad_transactions_without_changing_the_chain(
     running: Cluster, txkit: type[TxKit]
@@ -250,7 +241,7 @@ def test_public_api_refuses_bad_transactions_without_changing_the_chain(
         for i in nodes:
             reply = cluster.submit(make(), i)
             try:
-                expect_refusal(cluster, reply, status, code)
+                expect_refusal(reply, status, code)
             except AssertionError as exc:
                 raise AssertionError(f"{name} on {cluster.name(i)}: {exc}") from None
 
@@ -258,7 +249,7 @@ def test_public_api_refuses_bad_transactions_without_changing_the_chain(
     reply = cluster.request(
         0, "POST", "/v1/transactions", body=b"{}", headers={"Content-Type": "application/json"}
     )
-    expect_refusal(cluster, reply, 400, "bad_request")
+    expect_refusal(reply, 400, "bad_request")
 
     # Nothing was admitted anywhere: no pending transaction, no new block.
     assert all(cluster.status(i)["mempool"] == 0 for i in nodes)

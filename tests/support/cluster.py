@@ -90,6 +90,17 @@ class Reply:
         return json.loads(self.body)
 
 
+def expect_refusal(reply: Reply, status: int, code: str) -> None:
+    """The API's refusal shape: this status, and a JSON `{"error": {"code", "message"}}`."""
+    assert reply.status == status, (code, reply.status, reply.body[:300])
+    assert reply.content_type.startswith("application/json"), reply.content_type
+    data = reply.json()
+    assert set(data) == {"error"}, data
+    assert set(data["error"]) == {"code", "message"}, data
+    assert data["error"]["code"] == code, data
+    assert isinstance(data["error"]["message"], str) and data["error"]["message"], data
+
+
 def http_request(
     port: int,
     method: str,
