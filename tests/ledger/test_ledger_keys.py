@@ -10,6 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, rsa, x25519
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from nacl.bindings import crypto_scalarmult_ed25519_base_noclamp
 
 from ledger.errors import KeyFileError, SignatureError
 from ledger.keyfile import KEY_FILE_MODE, load_private_key, save_private_key
@@ -128,6 +129,33 @@ def test_verify_returns_false_for_a_truncated_or_padded_signature(
 def test_verify_returns_false_for_an_arbitrary_32_byte_key(signature: bytes) -> None:
     for candidate in (b"\xff" * 32, b"\x02" + b"\x00" * 31):
         assert verify(candidate, signature, MESSAGE) is False
+
+
+# --- what the stricter check rejects -------------------------------------------------
+
+IDENTITY_POINT = b"\x01" + bytes(31)
+"""The encoding of the neutral point, a public key of order 1."""
+GROUP_ORDER = 2**252 + 27742317777372353535851937790883648493
+"""L, the order of the base point: a signature's scalar S must be below it."""
+
+
+@pytest.mark.parametrize("message", [b"", MESSAGE, b"any other message"])
+def test_verify_rejects_a_small_order_public_key(message: bytes) -> None:
+    # With A the neutral point, the cofactorless equation sB = R + hA reads sB = R:
+    # one (R, s) "signs" every message. OpenSSL accepts it; the chain must not.
+    scalar = (5).to_bytes(32, "little")
+    forged = crypto_scalarmult_ed25519_base_noclamp(scalar) + scalar
+    assert verify(IDENTITY_POINT, forged, message) is False
+
+
+def test_verify_rejects_a_non_canonical_scalar(key: PrivateKey, signature: bytes) -> None:
+    # S + L satisfies the same equation as S; RFC 8032 requires S < L so that a
+    # signature has one encoding (no malleable copies under another transaction id).
+    s = int.from_bytes(signature[32:], "little")
+    assert s + GROUP_ORDER < 2**256
+    malleated = signature[:32] + (s + GROUP_ORDER).to_bytes(32, "little")
+    assert verify(key.public_key, malleated, MESSAGE) is False
+    assert verify(key.public_key, signature, MESSAGE) is True
 
 
 # --- RFC 8032 section 7.1 -----------------------------------------------------------
