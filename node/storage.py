@@ -315,7 +315,8 @@ class Store:
     ) -> None:
         """New tree nodes, which sort after every stored one (appends), and the root's version."""
         self.db.executemany(
-            "INSERT OR IGNORE INTO smt_nodes (version, hash, data) VALUES (?, ?, ?)", smt_nodes
+            "INSERT OR IGNORE INTO smt_nodes (version, hash, data) VALUES (?, ?, ?)",
+            sorted(smt_nodes),
         )
         self.db.execute(
             "INSERT OR IGNORE INTO smt_roots (hash, version) VALUES (?, ?)", (root, version)
@@ -334,11 +335,11 @@ class Store:
         height that set its value, so its value is found there; and keyed by
         height first, a block's values append to the table.
         """
-        items = list(changes.items())
+        items = sorted(changes.items())
         self.db.executemany("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", items)
         self.db.executemany(
             "INSERT OR IGNORE INTO state_values (version, hash, value) VALUES (?, ?, ?)",
-            [(height, hashlib.sha256(value).digest(), value) for _, value in items],
+            sorted((height, hashlib.sha256(value).digest(), value) for _, value in items),
         )
 
     def write_block(self, write: BlockWrite) -> None:
@@ -358,15 +359,15 @@ class Store:
             db.executemany(
                 "INSERT OR IGNORE INTO transactions (id, height, position, log_index, code, result)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                [
+                sorted(
                     (tx_id, e.height, e.position, e.log_index, e.code, e.result)
                     for tx_id, e in write.tx_entries
-                ],
+                ),
             )
             self._write_state(write.state_changes, header.height)
             db.executemany(
                 "INSERT OR IGNORE INTO log_nodes (level, position, hash) VALUES (?, ?, ?)",
-                write.log_nodes,
+                sorted(write.log_nodes),
             )
             if write.smt_nodes:
                 self._write_smt(write.smt_nodes, write.head.state_root, write.state_version)
