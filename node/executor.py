@@ -16,6 +16,7 @@ Runs on the storage thread only.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from consensus.events import CommittedBlock, EpochScheduled, Executed
 from ledger.block import tx_leaf
@@ -192,14 +193,17 @@ class Executor:
         if members is not None:
             self.membership_changes.append((header.height, members))
         entries: list[tuple[bytes, TxEntry]] = []
-        executed_before = self._executed_before([tx.id for tx in block.transactions])
-        for position, tx in enumerate(block.transactions):
-            tx_id = tx.id
+        contexts = [
+            Context(read, tx, tx.id, header.height, header.time_ms) for tx in block.transactions
+        ]
+        executed_before = self._executed_before([ctx.tx_id for ctx in contexts])
+        self._read_ahead(contexts)
+        for position, ctx in enumerate(contexts):
+            tx, tx_id = ctx.tx, ctx.tx_id
             log_index = self.log.append(tx_leaf(tx))
             if tx_id in seen or tx_id in executed_before:
                 code, result = _refusal("duplicate", "this transaction was executed before")
             else:
-                ctx = Context(read, tx, tx_id, header.height, header.time_ms)
                 code, result = self._apply(ctx)
                 if code == OK:
                     writes.update(ctx.writes)
@@ -294,17 +298,40 @@ class Executor:
         return None
 
     def _executed_before(self, tx_ids: list[bytes]) -> set[bytes]:
-        """Which of these ids the chain executed before (one query per 500 ids)."""
-        found: set[bytes] = set()
-        for start in range(0, len(tx_ids), 500):
-            chunk = tx_ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self.store.db.execute(
-                f"SELECT id FROM transactions WHERE id IN ({marks})",  # noqa: S608  (placeholders)
-                chunk,
-            ).fetchall()
-            found.update(bytes(row[0]) for row in rows)
-        return found
+        """Which of these ids the chain executed before."""
+        rows = self._rows_in("SELECT id FROM transactions WHERE id IN ({})", tx_ids)
+        return {bytes(row[0]) for row in rows}
+
+    def _read_ahead(self, contexts: list[Context]) -> None:
+        """Cache the state keys the block's transactions will read, as their families tell.
+
+        Read together, a block's keys take a few queries; read one by one as each
+        transaction runs, each query costs several times more (its B-tree pages have
+        left the CPU's caches in between). New evidence keys are the common case: a
+        miss, which is cached as None like any value.
+        """
+        wanted: set[bytes] = set()
+        for ctx in contexts:
+            body = ctx.tx.body
+            family = self.families.get(body.family)
+            if family is not None:
+                wanted.update(family.reads(ctx, body.operation))
+        missing = [key for key in wanted if not self.state_cache.lookup(key)[0]]
+        if not missing:
+            return
+        rows = self._rows_in("SELECT key, value FROM state WHERE key IN ({})", missing)
+        found = {bytes(key): bytes(value) for key, value in rows}
+        for key in missing:
+            self.state_cache.put(key, found.get(key))
+
+    def _rows_in(self, sql: str, keys: list[bytes]) -> list[Any]:
+        """The rows of `sql`, whose `{}` is the list of keys, one query per 500 keys."""
+        rows: list[Any] = []
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            query = sql.format(",".join("?" * len(chunk)))
+            rows.extend(self.store.db.execute(query, chunk).fetchall())
+        return rows
 
 
 def _refusal(code: str, reason: str) -> tuple[str, bytes]:

@@ -43,7 +43,7 @@ class Refused(Exception):
 class Context:
     """One transaction's view of the state: reads see earlier writes of the block."""
 
-    __slots__ = ("_identity", "_read", "height", "time_ms", "tx", "tx_id", "writes")
+    __slots__ = ("_identity", "_payload", "_read", "height", "time_ms", "tx", "tx_id", "writes")
 
     def __init__(
         self,
@@ -60,6 +60,7 @@ class Context:
         self.time_ms = time_ms
         self.writes: dict[bytes, bytes] = {}
         self._identity: Identity | None = None
+        self._payload: object = None
 
     @property
     def sender(self) -> bytes:
@@ -81,10 +82,15 @@ class Context:
         self.put(key, encode(value))
 
     def payload(self, cls: type[T]) -> T:
+        """The operation's payload as a `cls` (decoded once: `reads` and `apply` both ask)."""
+        if type(self._payload) is cls:
+            return self._payload
         try:
-            return decode(cls, self.tx.body.payload)
+            payload = decode(cls, self.tx.body.payload)
         except DecodeError as exc:
             raise Refused("bad_payload", exc.reason) from None
+        self._payload = payload
+        return payload
 
     def sender_identity(self) -> Identity:
         if self._identity is not None:
@@ -118,12 +124,15 @@ class Family(Protocol):
 
     def apply(self, ctx: Context, operation: str) -> Outcome: ...
 
+    def reads(self, ctx: Context, operation: str) -> tuple[bytes, ...]: ...
+
 
 def unknown_operation(family: str, operation: str) -> Refused:
     return Refused("unknown_operation", f"family {family!r} has no operation {operation!r}")
 
 
 Handler = Callable[[Context], Outcome]
+ReadsHint = Callable[[Context], tuple[bytes, ...]]
 
 
 class TableFamily:
@@ -136,6 +145,8 @@ class TableFamily:
     name = ""
     operations: ClassVar[dict[str, Handler]] = {}
     roles: ClassVar[dict[str, tuple[Role, ...]]] = {}
+    hints: ClassVar[dict[str, ReadsHint]] = {}
+    """Per operation, the state keys it will read, where that is cheap to tell."""
 
     def handlers(self) -> dict[str, Handler]:
         return self.operations
@@ -151,3 +162,16 @@ class TableFamily:
         ctx.require_role(*self.roles[operation])
         outcome: Outcome = handler(ctx)
         return outcome
+
+    def reads(self, ctx: Context, operation: str) -> tuple[bytes, ...]:
+        """Keys `apply` will read: a hint, so the executor reads a block's keys in one query.
+
+        A wrong or missing hint costs only speed: `apply` reads what it reads.
+        """
+        hint = self.hints.get(operation)
+        if hint is None:
+            return ()
+        try:
+            return hint(ctx)
+        except Refused:  # `apply` will refuse it too, and say why
+            return ()

@@ -14,7 +14,7 @@ from ledger.families.evidence import (
     evidence_key,
 )
 from ledger.families.identity import Role
-from node.families.base import Context, Handler, Outcome, Refused, TableFamily
+from node.families.base import Context, Handler, Outcome, ReadsHint, Refused, TableFamily
 
 SIZE_MAX = 2**63 - 1
 
@@ -48,9 +48,14 @@ def register(ctx: Context) -> Outcome:
     return Outcome(encode(Registered(tuple(ids), tuple(new))))
 
 
+def register_reads(ctx: Context) -> tuple[bytes, ...]:
+    return tuple(evidence_key(item.digest) for item in ctx.payload(Register).items)
+
+
 class EvidenceFamily(TableFamily):
     name = FAMILY
     operations: ClassVar[dict[str, Handler]] = {REGISTER: register}
     roles: ClassVar[dict[str, tuple[Role, ...]]] = {
         REGISTER: (Role.APPLICANT, Role.OFFICER, Role.ADMIN)
     }
+    hints: ClassVar[dict[str, ReadsHint]] = {REGISTER: register_reads}

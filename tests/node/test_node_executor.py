@@ -6,20 +6,28 @@ blocks of signed evidence registrations are built here and executed in order.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from consensus.events import CommittedBlock
 from ledger.block import Block, BlockHeader, transactions_root
+from ledger.encoding import decode, encode
+from ledger.families.evidence import Item, Kind, Register, Registered
+from ledger.families.identity import identity_key
 from ledger.genesis import Genesis, GenesisIdentity
 from ledger.keys import PrivateKey, public_key_text
 from ledger.proofs import StateProof
 from ledger.smt import verify_exclusion, verify_inclusion
+from ledger.tx import Transaction, TransactionBody, sign_transaction
 from node.executor import Executor
 from node.families import code_hashes, instantiate
+from node.families.base import Context, TableFamily
+from node.families.evidence import register_reads
 from node.loadgen import make_transactions
 from node.material import InstitutionSpec, create_consortium
 from node.proofs import state_proof
@@ -131,3 +139,91 @@ def test_a_database_of_another_schema_version_is_refused_and_left_as_it_was(
     with sqlite3.connect(path) as db:
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
     assert "smt_roots" not in tables
+
+
+# --- reading a block's keys ahead ---------------------------------------------------
+
+
+def registration(genesis: Genesis, digest: bytes) -> Transaction:
+    payload = encode(Register((Item(digest, False, Kind.DOCUMENT, 100, "a title"),)))
+    body = TransactionBody(
+        genesis.chain_id,
+        KEY.public_key,
+        "evidence",
+        "register",
+        payload,
+        os.urandom(16),
+        int(time.time() * 1000) + 600_000,
+    )
+    return sign_transaction(body, KEY)
+
+
+def execute_txs(executor: Executor, genesis: Genesis, txs: tuple[Transaction, ...]) -> None:
+    header = BlockHeader(
+        genesis.chain_id,
+        executor.head.height + 1,
+        0,
+        1_000 * (executor.head.height + 1),
+        executor.head.block_hash,
+        transactions_root(txs),
+        genesis.validator_set().validators[0],
+    )
+    executor.execute(CommittedBlock(Block(header, txs), None))
+
+
+def test_a_block_reads_its_evidence_keys_in_one_query(genesis: Genesis, tmp_path: Path) -> None:
+    store = Store(tmp_path / "chain.db", genesis.genesis_hash)
+    try:
+        executor = Executor(store, genesis, instantiate(genesis))
+        execute_blocks(executor, genesis, 1, 5)  # the sender's identity is now cached
+        statements: list[str] = []
+        store.db.set_trace_callback(statements.append)
+        execute_blocks(executor, genesis, 1, 50)
+        store.db.set_trace_callback(None)
+    finally:
+        store.close()
+    reads = [s for s in statements if s.startswith("SELECT") and " FROM state " in s]
+    assert len(reads) == 1
+    assert "WHERE key IN (" in reads[0]
+    assert executor.head.height == 2
+
+
+def test_results_do_not_depend_on_the_read_ahead(genesis: Genesis, tmp_path: Path) -> None:
+    digests = [os.urandom(32) for _ in range(30)]
+    blocks = [
+        tuple(registration(genesis, d) for d in digests[:20]),
+        # Ten keys the block before wrote, ten new ones, then one key of each kind again.
+        tuple(registration(genesis, d) for d in [*digests[10:], digests[0], digests[-1]]),
+    ]
+
+    def run(name: str, hint: Callable[[Context], tuple[bytes, ...]] | None) -> tuple[object, ...]:
+        path = tmp_path / name / "chain.db"
+        path.parent.mkdir()
+        store = Store(path, genesis.genesis_hash)
+        try:
+            families = instantiate(genesis)
+            evidence = families["evidence"]
+            assert isinstance(evidence, TableFamily)
+            evidence.hints = {} if hint is None else {"register": hint}
+            executor = Executor(store, genesis, families)
+            for txs in blocks:
+                execute_txs(executor, genesis, txs)
+            results = store.db.execute(
+                "SELECT id, height, position, code, result FROM transactions ORDER BY id"
+            ).fetchall()
+        finally:
+            store.close()
+        return executor.head, results, state_rows(path)
+
+    def wrong_keys(ctx: Context) -> tuple[bytes, ...]:
+        return (b"no such key", identity_key(ctx.sender))
+
+    hinted = run("hinted", register_reads)
+    assert hinted == run("unhinted", None)
+    assert hinted == run("wrongly-hinted", wrong_keys)
+    head, results, _ = hinted
+    assert head.height == 2
+    codes = [code for _, _, _, code, _ in results]
+    assert codes.count("ok") == len(results)
+    registered = [decode(Registered, bytes(result)) for *_, result in results]
+    assert sum(not any(r.new) for r in registered) == 12  # 10 + 1 from block 1, 1 from block 2
