@@ -20,8 +20,12 @@ from typing import Annotated, Final
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from nacl.bindings import crypto_sign_open
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from nacl.bindings import (
+    crypto_core_ed25519_is_valid_point,
+    crypto_scalarmult_ed25519_base_noclamp,
+    crypto_sign_open,
+)
 from nacl.exceptions import CryptoError
 
 from ledger.encoding import Length
@@ -30,6 +34,8 @@ from ledger.errors import KeyFileError, SignatureError
 PUBLIC_KEY_BYTES: Final = 32
 SIGNATURE_BYTES: Final = 64
 SEED_BYTES: Final = 32
+NEUTRAL_POINT: Final = b"\x01" + bytes(31)
+"""The encoding of the curve's neutral point: a public key of order 1."""
 
 PublicKeyBytes = Annotated[bytes, Length(PUBLIC_KEY_BYTES)]
 SignatureBytes = Annotated[bytes, Length(SIGNATURE_BYTES)]
@@ -98,13 +104,26 @@ class PrivateKey:
 
 def verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
     """True only if `signature` is a valid Ed25519 signature of `message` by `public_key`."""
+    # Required, not only quick: libsodium reads 32 key bytes whatever the length given.
     if len(public_key) != PUBLIC_KEY_BYTES or len(signature) != SIGNATURE_BYTES:
         return False
     try:
         crypto_sign_open(signature + message, public_key)
-    except CryptoError:  # BadSignatureError, and ValueError for a key that is no point
+    except CryptoError:  # BadSignatureError: forged, corrupt, or a key no signature fits
         return False
     return True
+
+
+def verifier_is_strict() -> bool:
+    """Whether `verify` refuses a small-order key's universal forgery, as every node's must.
+
+    With the neutral point as the public key, (R, S) with R = SB passes the cofactorless
+    check for every message; libsodium refuses such keys. A node whose library did not
+    would accept signatures its peers refuse.
+    """
+    scalar = (5).to_bytes(32, "little")
+    forged = crypto_scalarmult_ed25519_base_noclamp(scalar) + scalar
+    return not verify(NEUTRAL_POINT, forged, b"notarychain")
 
 
 def public_key_text(public_key: bytes) -> str:
@@ -120,8 +139,8 @@ def parse_public_key_text(text: str) -> bytes:
         raw = bytes.fromhex(text)
     except ValueError:
         raise SignatureError("a public key is written in hex digits 0-9a-f") from None
-    try:
-        Ed25519PublicKey.from_public_bytes(raw)
-    except ValueError:
-        raise SignatureError("not a valid Ed25519 public key") from None
+    # A key off the curve, spelled non-canonically, or of small order can sign nothing
+    # that `verify` accepts: refuse it where it is named (a genesis file, a command).
+    if not crypto_core_ed25519_is_valid_point(raw):
+        raise SignatureError("not a valid Ed25519 public key")
     return raw

@@ -23,7 +23,7 @@ from consensus.types import ReplicaId
 from ledger.errors import KeyFileError
 from ledger.genesis import Genesis, GenesisError, parse_genesis
 from ledger.keyfile import load_private_key
-from ledger.keys import PrivateKey, public_key_text
+from ledger.keys import PrivateKey, public_key_text, verifier_is_strict
 from node.admission import Admission, StateChecks, VerifiedSignatures, make_request_validator
 from node.api import build_api, transaction_view
 from node.commits import CommitFeed
@@ -100,6 +100,11 @@ class Node:
         self.config = config
         self.genesis = load_genesis_file(config.genesis_path)
         check_families(self.genesis)
+        if not verifier_is_strict():
+            raise StartupError(
+                "this node's Ed25519 check accepts a small-order key's forgery, which its peers "
+                "refuse (PyNaCl with a libsodium too old?)"
+            )
         passphrase = passphrase_from_env()
         try:
             self.key: PrivateKey = load_private_key(config.node_key_path, passphrase)

@@ -15,11 +15,13 @@ from nacl.bindings import crypto_scalarmult_ed25519_base_noclamp
 from ledger.errors import KeyFileError, SignatureError
 from ledger.keyfile import KEY_FILE_MODE, load_private_key, save_private_key
 from ledger.keys import (
+    NEUTRAL_POINT,
     PUBLIC_KEY_BYTES,
     SIGNATURE_BYTES,
     PrivateKey,
     parse_public_key_text,
     public_key_text,
+    verifier_is_strict,
     verify,
 )
 
@@ -133,8 +135,6 @@ def test_verify_returns_false_for_an_arbitrary_32_byte_key(signature: bytes) -> 
 
 # --- what the stricter check rejects -------------------------------------------------
 
-IDENTITY_POINT = b"\x01" + bytes(31)
-"""The encoding of the neutral point, a public key of order 1."""
 GROUP_ORDER = 2**252 + 27742317777372353535851937790883648493
 """L, the order of the base point: a signature's scalar S must be below it."""
 
@@ -145,12 +145,14 @@ def test_verify_rejects_a_small_order_public_key(message: bytes) -> None:
     # one (R, s) "signs" every message. OpenSSL accepts it; the chain must not.
     scalar = (5).to_bytes(32, "little")
     forged = crypto_scalarmult_ed25519_base_noclamp(scalar) + scalar
-    assert verify(IDENTITY_POINT, forged, message) is False
+    Ed25519PublicKey.from_public_bytes(NEUTRAL_POINT).verify(forged, message)  # OpenSSL: valid
+    assert verify(NEUTRAL_POINT, forged, message) is False
 
 
 def test_verify_rejects_a_non_canonical_scalar(key: PrivateKey, signature: bytes) -> None:
     # S + L satisfies the same equation as S; RFC 8032 requires S < L so that a
-    # signature has one encoding (no malleable copies under another transaction id).
+    # signature has one encoding. OpenSSL refuses it too: this guards the check, whichever
+    # library makes it.
     s = int.from_bytes(signature[32:], "little")
     assert s + GROUP_ORDER < 2**256
     malleated = signature[:32] + (s + GROUP_ORDER).to_bytes(32, "little")
@@ -316,6 +318,21 @@ def test_parse_public_key_text_rejects_non_hex(text: str) -> None:
     assert len(text) == 64
     with pytest.raises(SignatureError, match="hex digits 0-9a-f"):
         parse_public_key_text(text)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [NEUTRAL_POINT, b"\xff" * 32, (2**255 - 19 + 1).to_bytes(32, "little")],
+    ids=["neutral-point", "off-curve", "non-canonical-neutral-point"],
+)
+def test_parse_public_key_text_rejects_keys_that_can_sign_nothing(key: bytes) -> None:
+    with pytest.raises(SignatureError, match="not a valid Ed25519 public key"):
+        parse_public_key_text(key.hex())
+
+
+def test_the_verifier_is_strict() -> None:
+    # What a node checks at start: its library refuses what every peer's refuses.
+    assert verifier_is_strict()
 
 
 # --- secrecy ------------------------------------------------------------------------
