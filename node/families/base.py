@@ -166,12 +166,16 @@ class TableFamily:
     def reads(self, ctx: Context, operation: str) -> tuple[bytes, ...]:
         """Keys `apply` will read: a hint, so the executor reads a block's keys in one query.
 
-        A wrong or missing hint costs only speed: `apply` reads what it reads.
+        A hint runs before any transaction of the block, so it may look at the
+        transaction (`ctx.tx`, `ctx.payload`) but never at the state. A wrong or
+        missing hint costs only speed: `apply` reads what it reads.
         """
         hint = self.hints.get(operation)
         if hint is None:
             return ()
         try:
             return hint(ctx)
-        except Refused:  # `apply` will refuse it too, and say why
+        except Exception:  # only advice: `apply` refuses or fails on its own
             return ()
+        finally:
+            ctx._identity = None  # nothing read before the block's earlier transactions ran

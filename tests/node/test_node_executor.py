@@ -205,8 +205,10 @@ def test_results_do_not_depend_on_the_read_ahead(genesis: Genesis, tmp_path: Pat
             evidence = families["evidence"]
             assert isinstance(evidence, TableFamily)
             evidence.hints = {} if hint is None else {"register": hint}
-            executor = Executor(store, genesis, families)
             for txs in blocks:
+                # A new executor per block, as after a restart: its cache is empty, so the
+                # keys of the block before are read (ahead or not) from the database.
+                executor = Executor(store, genesis, families)
                 execute_txs(executor, genesis, txs)
             results = store.db.execute(
                 "SELECT id, height, position, code, result FROM transactions ORDER BY id"
