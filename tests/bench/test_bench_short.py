@@ -67,6 +67,8 @@ def test_a_short_bench_reports_every_named_figure(tmp_path: Path) -> None:
     assert figures["ceiling_tx_per_s"] == pytest.approx(ceiling, rel=0.01)
     fraction = figures["tx_per_s"] / figures["ceiling_tx_per_s"]
     assert figures["ceiling_fraction"] == pytest.approx(fraction, rel=0.01, abs=0.001)
+    # The event loop (the main thread) is one of the node's threads: part of its CPU.
+    assert 0 < figures["node_cpu_ms_per_tx_event_loop"] <= figures["node_cpu_ms_per_tx"]
     assert figures["proof"]["failed"] == 0
     assert figures["data_dir"] is None, "no path of this machine in a report meant to be kept"
 
