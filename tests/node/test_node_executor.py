@@ -31,7 +31,14 @@ from node.families.evidence import register_reads
 from node.loadgen import make_transactions
 from node.material import InstitutionSpec, create_consortium
 from node.proofs import state_proof
-from node.storage import SCHEMA_VERSION, Reader, StorageError, Store
+from node.storage import (
+    RECORDS_CACHE_KIB,
+    SCHEMA_VERSION,
+    WAL_CHECKPOINT_PAGES,
+    Reader,
+    StorageError,
+    Store,
+)
 
 KEY = PrivateKey.generate()
 
@@ -229,3 +236,20 @@ def test_results_do_not_depend_on_the_read_ahead(genesis: Genesis, tmp_path: Pat
     assert codes.count("ok") == len(results)
     registered = [decode(Registered, bytes(result)) for *_, result in results]
     assert sum(not any(r.new) for r in registered) == 12  # 10 + 1 from block 1, 1 from block 2
+
+
+def test_writing_connections_checkpoint_at_the_larger_threshold(
+    genesis: Genesis, tmp_path: Path
+) -> None:
+    # Every writing connection must share it: one left at SQLite's 1,000 pages would run
+    # the checkpoints the others put off.
+    path = tmp_path / "chain.db"
+    executor_store = Store(path, genesis.genesis_hash)
+    records_store = Store(path, genesis.genesis_hash, cache_kib=RECORDS_CACHE_KIB)
+    try:
+        for store in (executor_store, records_store):
+            (pages,) = store.db.execute("PRAGMA wal_autocheckpoint").fetchone()
+            assert pages == WAL_CHECKPOINT_PAGES > 1_000
+    finally:
+        executor_store.close()
+        records_store.close()
