@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -61,16 +62,17 @@ class StatementClock:
         self.cpu_s: defaultdict[str, float] = defaultdict(float)
 
     def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
-        start = time.thread_time()
-        try:
-            return self.db.execute(sql, *args)
-        finally:
-            self.cpu_s[_statement_name(sql)] += time.thread_time() - start
+        return self._timed(self.db.execute, sql, args)
 
     def executemany(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        return self._timed(self.db.executemany, sql, args)
+
+    def _timed(
+        self, run: Callable[..., sqlite3.Cursor], sql: str, args: tuple[Any, ...]
+    ) -> sqlite3.Cursor:
         start = time.thread_time()
         try:
-            return self.db.executemany(sql, *args)
+            return run(sql, *args)
         finally:
             self.cpu_s[_statement_name(sql)] += time.thread_time() - start
 
