@@ -61,20 +61,24 @@ def genesis(tmp_path_factory: pytest.TempPathFactory) -> Genesis:
     )
 
 
+def execute_txs(executor: Executor, genesis: Genesis, txs: tuple[Transaction, ...]) -> None:
+    """Execute one block of `txs` on the executor's head (its time follows from its height,
+    so the same transactions make the same block on any executor)."""
+    header = BlockHeader(
+        genesis.chain_id,
+        executor.head.height + 1,
+        0,
+        1_000 * (executor.head.height + 1),
+        executor.head.block_hash,
+        transactions_root(txs),
+        genesis.validator_set().validators[0],
+    )
+    executor.execute(CommittedBlock(Block(header, txs), None))
+
+
 def execute_blocks(executor: Executor, genesis: Genesis, blocks: int, size: int) -> None:
-    proposer = genesis.validator_set().validators[0]
     for _ in range(blocks):
-        txs = tuple(make_transactions(KEY, genesis.chain_id, size, 40))
-        header = BlockHeader(
-            genesis.chain_id,
-            executor.head.height + 1,
-            0,
-            int(time.time() * 1000),
-            executor.head.block_hash,
-            transactions_root(txs),
-            proposer,
-        )
-        executor.execute(CommittedBlock(Block(header, txs), None))
+        execute_txs(executor, genesis, tuple(make_transactions(KEY, genesis.chain_id, size, 40)))
 
 
 def execute_on(path: Path, genesis: Genesis, blocks: int, size: int = 20) -> Executor:
@@ -163,19 +167,6 @@ def registration(genesis: Genesis, digest: bytes) -> Transaction:
         int(time.time() * 1000) + 600_000,
     )
     return sign_transaction(body, KEY)
-
-
-def execute_txs(executor: Executor, genesis: Genesis, txs: tuple[Transaction, ...]) -> None:
-    header = BlockHeader(
-        genesis.chain_id,
-        executor.head.height + 1,
-        0,
-        1_000 * (executor.head.height + 1),
-        executor.head.block_hash,
-        transactions_root(txs),
-        genesis.validator_set().validators[0],
-    )
-    executor.execute(CommittedBlock(Block(header, txs), None))
 
 
 def test_a_block_reads_its_evidence_keys_in_one_query(genesis: Genesis, tmp_path: Path) -> None:
