@@ -114,16 +114,20 @@ def verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
     return True
 
 
-def verifier_is_strict() -> bool:
-    """Whether `verify` refuses a small-order key's universal forgery, as every node's must.
+def neutral_point_forgery() -> bytes:
+    """A "signature" by `NEUTRAL_POINT` of every message under the cofactorless check.
 
-    With the neutral point as the public key, (R, S) with R = SB passes the cofactorless
-    check for every message; libsodium refuses such keys. A node whose library did not
-    would accept signatures its peers refuse.
+    With the neutral point as the public key, (R, S) with R = SB satisfies SB = R + hA
+    whatever h, hence whatever the message; libsodium refuses such keys.
     """
     scalar = (5).to_bytes(32, "little")
-    forged = crypto_scalarmult_ed25519_base_noclamp(scalar) + scalar
-    return not verify(NEUTRAL_POINT, forged, b"notarychain")
+    return crypto_scalarmult_ed25519_base_noclamp(scalar) + scalar
+
+
+def verifier_is_strict() -> bool:
+    """Whether `verify` refuses the neutral point's universal forgery, as every node's must:
+    a node whose library accepted it would accept signatures its peers refuse."""
+    return not verify(NEUTRAL_POINT, neutral_point_forgery(), b"notarychain")
 
 
 def public_key_text(public_key: bytes) -> str:

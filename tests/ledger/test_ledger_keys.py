@@ -10,7 +10,6 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, rsa, x25519
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from nacl.bindings import crypto_scalarmult_ed25519_base_noclamp
 
 from ledger.errors import KeyFileError, SignatureError
 from ledger.keyfile import KEY_FILE_MODE, load_private_key, save_private_key
@@ -19,6 +18,7 @@ from ledger.keys import (
     PUBLIC_KEY_BYTES,
     SIGNATURE_BYTES,
     PrivateKey,
+    neutral_point_forgery,
     parse_public_key_text,
     public_key_text,
     verifier_is_strict,
@@ -141,10 +141,9 @@ GROUP_ORDER = 2**252 + 27742317777372353535851937790883648493
 
 @pytest.mark.parametrize("message", [b"", MESSAGE, b"any other message"])
 def test_verify_rejects_a_small_order_public_key(message: bytes) -> None:
-    # With A the neutral point, the cofactorless equation sB = R + hA reads sB = R:
-    # one (R, s) "signs" every message. OpenSSL accepts it; the chain must not.
-    scalar = (5).to_bytes(32, "little")
-    forged = crypto_scalarmult_ed25519_base_noclamp(scalar) + scalar
+    # One (R, S) "signs" every message by the neutral point. OpenSSL accepts it; the
+    # chain must not.
+    forged = neutral_point_forgery()
     Ed25519PublicKey.from_public_bytes(NEUTRAL_POINT).verify(forged, message)  # OpenSSL: valid
     assert verify(NEUTRAL_POINT, forged, message) is False
 
