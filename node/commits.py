@@ -41,7 +41,18 @@ class CommitFeed:
         self.changed = asyncio.Event()
 
     def after(self, height: int) -> list[tuple[int, list[bytes]]]:
-        return [entry for entry in self.recent if entry[0] > height][:ANSWER_BLOCKS_MAX]
+        """The oldest `ANSWER_BLOCKS_MAX` kept blocks above `height`.
+
+        Walked from the newest end, so a follower that is up to date (the
+        common poll) costs one step, not a pass over every kept block.
+        """
+        newer: list[tuple[int, list[bytes]]] = []
+        for entry in reversed(self.recent):
+            if entry[0] <= height:
+                break
+            newer.append(entry)
+        newer.reverse()
+        return newer[:ANSWER_BLOCKS_MAX]
 
 
 async def get_commits(request: web.Request) -> web.Response:
