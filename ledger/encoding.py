@@ -66,13 +66,23 @@ class _Bad(DecodeError):
         """Field names and indices from the innermost out."""
 
 
+CheckSource = Callable[[str], str]
+"""Given a variable's name, the source of an expression that is true exactly when
+`from_wire` accepts the variable's value and returns it unchanged."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Codec:
     to_wire: ToWire
     from_wire: FromWire
+    check: CheckSource | None = None
+    """For codecs whose decoding only checks (no conversion): the check as source,
+    which a model's generated decoder inlines instead of calling `from_wire`."""
 
 
 _codecs: dict[type, _Codec] = {}
+_checked_decoders: dict[type, FromWire] = {}
+"""Per model, the field-by-field decoder its generated one falls back to (tests compare them)."""
 
 
 def _identity(value: Any) -> Any:
@@ -97,6 +107,10 @@ def _primitive(kind: type) -> FromWire:
 _PRIMITIVES: dict[object, FromWire] = {kind: _primitive(kind) for kind in (int, bool, bytes, str)}
 
 
+def _primitive_check(kind: type) -> CheckSource:
+    return lambda v: f"type({v}) is {kind.__name__}"
+
+
 def _length_checked(inner: FromWire, exact: int | None, most: int | None) -> FromWire:
     def check(value: Any) -> Any:
         checked = inner(value)
@@ -117,7 +131,22 @@ def _annotated_codec(annotation: Any) -> _Codec:
     codec = _codec_for(base)
     exact = next((e.n for e in extras if isinstance(e, Length)), None)
     most = next((e.n for e in extras if isinstance(e, MaxLength)), None)
-    return _Codec(codec.to_wire, _length_checked(codec.from_wire, exact, most))
+    bounds = [f"== {n}" for n in (exact,) if n is not None]
+    bounds += [f"<= {n}" for n in (most,) if n is not None]
+    check = None if codec.check is None else _bounded_check(codec.check, bounds)
+    return _Codec(codec.to_wire, _length_checked(codec.from_wire, exact, most), check)
+
+
+def _bounded_check(inner: CheckSource, bounds: list[str]) -> CheckSource:
+    if not bounds:
+        return inner
+
+    def check(v: str) -> str:
+        sizes = " and ".join(f"len({v}) {bound}" for bound in bounds)
+        # `is None`: in `Annotated[X | None, ...]` the bound applies to X only.
+        return f"({inner(v)} and ({v} is None or ({sizes})))"
+
+    return check
 
 
 def _optional_codec(inner: _Codec) -> _Codec:
@@ -129,7 +158,9 @@ def _optional_codec(inner: _Codec) -> _Codec:
     def from_wire(value: Any) -> Any:
         return None if value is None else inner_from(value)
 
-    return _Codec(to_wire, from_wire)
+    inner_check = inner.check
+    check = None if inner_check is None else (lambda v: f"({v} is None or {inner_check(v)})")
+    return _Codec(to_wire, from_wire, check)
 
 
 def _tuple_codec(inner: _Codec) -> _Codec:
@@ -153,7 +184,13 @@ def _tuple_codec(inner: _Codec) -> _Codec:
                     raise
             raise
 
-    return _Codec(to_wire, from_wire)
+    item_check = inner.check
+    check = (
+        None
+        if item_check is None
+        else lambda v: f"(type({v}) is tuple and all({item_check(v + '_')} for {v}_ in {v}))"
+    )
+    return _Codec(to_wire, from_wire, check)
 
 
 def _enum_codec(cls: type[enum.IntEnum]) -> _Codec:
@@ -173,7 +210,7 @@ def _enum_codec(cls: type[enum.IntEnum]) -> _Codec:
 
 def _codec_for(annotation: Any) -> _Codec:
     if annotation in _PRIMITIVES:
-        return _Codec(_identity, _PRIMITIVES[annotation])
+        return _Codec(_identity, _PRIMITIVES[annotation], _primitive_check(annotation))
     supertype = getattr(annotation, "__supertype__", None)
     if supertype is not None:  # typing.NewType
         return _codec_for(supertype)
@@ -197,6 +234,13 @@ def _codec_for(annotation: Any) -> _Codec:
     raise TypeError(f"{annotation!r} is not encodable (floats and maps never are)")
 
 
+def _compiled(source: str, namespace: dict[str, Any], name: str) -> Callable[[Any], Any]:
+    """The function `name` defined by `source`, built from field names and bounds only."""
+    exec(source, namespace)  # noqa: S102  (our own models' field names, never input)
+    function: Callable[[Any], Any] = namespace[name]
+    return function
+
+
 def _model_to_wire(names: tuple[str, ...], parts: tuple[ToWire, ...]) -> ToWire:
     if all(part is _identity for part in parts):
         # attrgetter builds the tuple in C; msgpack packs a tuple as an array.
@@ -204,8 +248,53 @@ def _model_to_wire(names: tuple[str, ...], parts: tuple[ToWire, ...]) -> ToWire:
         if len(names) == 1:
             return lambda value: (get(value),)
         return get
-    pairs = tuple(zip(parts, names, strict=True))
-    return lambda value: [part(getattr(value, name)) for part, name in pairs]
+    # Generated, as `dataclasses` generates `__init__`: plain attribute reads and direct
+    # calls cost a fraction of a loop of getattr over (converter, name) pairs.
+    namespace: dict[str, Any] = {}
+    items = []
+    for index, (name, part) in enumerate(zip(names, parts, strict=True)):
+        if part is _identity:
+            items.append(f"value.{name}")
+        else:
+            namespace[f"_to{index}"] = part
+            items.append(f"_to{index}(value.{name})")
+    source = f"def to_wire(value):\n    return [{', '.join(items)}]\n"
+    return _compiled(source, namespace, "to_wire")
+
+
+def _model_from_wire(cls: type, field_codecs: tuple[_Codec, ...], slow: FromWire) -> FromWire:
+    """A model's decoder with its fields' checks inlined, falling back to `slow` on failure.
+
+    The generated code accepts only what `slow` accepts and builds the same value; on
+    anything it does not accept it hands the value to `slow`, which then raises the
+    error naming the field. Fields whose codec converts (enums, models, tuples of those)
+    go through their codec's own `from_wire`.
+    """
+    count = len(field_codecs)
+    if count == 0:
+        return slow
+    variables = [f"f{index}" for index in range(count)]
+    namespace: dict[str, Any] = {"_cls": cls, "_slow": slow, "_Bad": _Bad}
+    conditions = []
+    conversions = []
+    for index, (variable, codec) in enumerate(zip(variables, field_codecs, strict=True)):
+        if codec.check is not None:
+            conditions.append(codec.check(variable))
+        else:
+            namespace[f"_from{index}"] = codec.from_wire
+            conversions.append(f"        {variable} = _from{index}({variable})")
+    lines = [
+        "def from_wire(value):",
+        f"    if type(value) is not tuple or len(value) != {count}:",
+        "        return _slow(value)",
+        f"    {', '.join(variables)}, = value",
+    ]
+    if conditions:
+        lines += [f"    if not ({' and '.join(conditions)}):", "        return _slow(value)"]
+    if conversions:
+        lines += ["    try:", *conversions, "    except _Bad:", "        return _slow(value)"]
+    lines.append(f"    return _cls({', '.join(variables)})")
+    return _compiled("\n".join(lines) + "\n", namespace, "from_wire")
 
 
 def _model_codec(cls: type) -> _Codec:
@@ -220,7 +309,7 @@ def _model_codec(cls: type) -> _Codec:
     count = len(names)
     title = cls.__name__
 
-    def from_wire(value: Any) -> Any:
+    def checked_from_wire(value: Any) -> Any:
         if type(value) is not tuple:
             raise _Bad(f"expected {title} array, got {_type_name(value)}")
         if len(value) != count:
@@ -237,6 +326,8 @@ def _model_codec(cls: type) -> _Codec:
             raise
 
     to_wire = _model_to_wire(names, tuple(c.to_wire for c in field_codecs))
+    _checked_decoders[cls] = checked_from_wire
+    from_wire = _model_from_wire(cls, field_codecs, checked_from_wire)
     codec = (
         _Codec(*_cached_wire(to_wire, from_wire))
         if getattr(cls, "__wire_cached__", False)
@@ -340,8 +431,11 @@ def unpack_document(data: bytes, *, input_bytes_max: int = INPUT_BYTES_MAX_DEFAU
 
 def decode(cls: type[T], data: bytes, *, input_bytes_max: int = INPUT_BYTES_MAX_DEFAULT) -> T:
     """Decode canonical bytes into a `cls`; raise `DecodeError` for anything else."""
-    value = from_wire(cls, unpack(data, input_bytes_max=input_bytes_max))
-    if encode(value) != data:
+    wire = unpack(data, input_bytes_max=input_bytes_max)
+    value = from_wire(cls, wire)
+    # Re-packing the parsed form checks the same as re-encoding the value, for less:
+    # decoding converts nothing (an enum member stays its number on the wire).
+    if pack(wire) != data:
         raise DecodeError(f"{cls.__name__}: bytes are not in canonical form")
     return value
 

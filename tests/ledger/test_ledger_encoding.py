@@ -25,6 +25,8 @@ from ledger.encoding import (
     INT_MIN,
     Length,
     MaxLength,
+    _checked_decoders,
+    _model_codec,
     decode,
     encode,
     from_wire,
@@ -749,3 +751,91 @@ def test_decoding_arbitrary_bytes_returns_canonical_value_or_raises_decode_error
     else:
         assert isinstance(tx, Transaction)
         assert encode(tx) == data
+
+
+# --- generated decoders agree with the field-by-field ones ------------------------------
+
+
+@dataclass(frozen=True)
+class Bounded:
+    """Both bounds at once, and a bounded optional tuple: the rarer shapes of a check."""
+
+    both: Annotated[bytes, Length(2), MaxLength(3)]
+    maybe_few: Annotated[tuple[bytes, ...], MaxLength(2)] | None
+    nested: tuple[tuple[int, ...], ...]
+
+
+primitive_wire = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=INT_MIN, max_value=INT_MAX)
+    | st.binary(max_size=6)
+    | st.text(max_size=6)
+    | st.sampled_from([1, 2, 300, 4])
+)
+any_wire = st.recursive(primitive_wire, lambda inner: st.lists(inner, max_size=4).map(tuple))
+
+
+@st.composite
+def everything_wire_with_a_field_replaced(draw: st.DrawFn) -> Any:
+    fields = list(to_wire(draw(everything_values)))
+    fields[draw(st.integers(0, len(fields) - 1))] = draw(any_wire)
+    return tuple(_as_tuples(field) for field in fields)
+
+
+def _as_tuples(wire: Any) -> Any:
+    """A to_wire form as msgpack decodes it: arrays are tuples."""
+    if isinstance(wire, list | tuple):
+        return tuple(_as_tuples(item) for item in wire)
+    return int(wire) if isinstance(wire, enum.IntEnum) else wire
+
+
+def _outcome(decoder: Any, wire: Any) -> str:
+    """repr tells True from 1 and Color.RED from 1, which == does not."""
+    try:
+        return repr(decoder(wire))
+    except DecodeError as exc:
+        return f"refused: {exc}"
+
+
+@PROPERTY_SETTINGS
+@given(
+    st.sampled_from([Everything, Inner, Pair, BoundedOptional, Ints, Bounded]),
+    any_wire | everything_wire_with_a_field_replaced(),
+)
+def test_generated_decoders_accept_and_build_exactly_what_the_checked_ones_do(
+    cls: type, wire: Any
+) -> None:
+    codec = _model_codec(cls)
+    assert _outcome(codec.from_wire, wire) == _outcome(_checked_decoders[cls], wire)
+
+
+@PROPERTY_SETTINGS
+@given(everything_wire_with_a_field_replaced())
+def test_a_field_the_generated_decoder_refuses_is_named_in_the_error(wire: Any) -> None:
+    try:
+        value = from_wire(Everything, wire)
+    except DecodeError as exc:
+        assert str(exc).startswith("Everything.")
+    else:
+        assert _as_tuples(to_wire(value)) == wire
+
+
+def test_bounded_shapes_round_trip_and_refuse_outside_their_bounds() -> None:
+    value = Bounded(b"ab", (b"x", b"y"), ((1, 2), ()))
+    assert decode(Bounded, encode(value)) == value
+    assert decode(Bounded, encode(Bounded(b"ab", None, ()))).maybe_few is None
+    for bad in (Bounded(b"abc", None, ()), Bounded(b"ab", (b"x", b"y", b"z"), ())):
+        with pytest.raises(DecodeError, match=r"Bounded\.(both|maybe_few)"):
+            decode(Bounded, encode(bad))
+
+
+@PROPERTY_SETTINGS
+@given(st.sampled_from([Everything, Bounded]), any_wire | everything_wire_with_a_field_replaced())
+def test_decode_accepts_only_bytes_that_encoding_its_value_gives_back(cls: type, wire: Any) -> None:
+    data = msgpack.packb(wire, use_bin_type=True)
+    try:
+        value = decode(cls, data)
+    except DecodeError:
+        return
+    assert encode(value) == data
