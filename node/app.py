@@ -34,7 +34,7 @@ from node.families import code_hashes, instantiate
 from node.fetching import serve_blocks
 from node.logs import set_context
 from node.material import passphrase_from_env
-from node.memory import trim_heap_periodically
+from node.memory import trim_heap_periodically, tune_collector
 from node.metrics import Metrics
 from node.reading import ReadPool
 from node.storage import RECORDS_CACHE_KIB, StorageError, Store
@@ -303,6 +303,7 @@ class Node:
             await api_runner.cleanup()
             raise StartupError(f"cannot listen on {listen.host}: {exc.strerror}") from None
         await self.transport.start(self.executor.members().members)
+        tune_collector()
         driver = asyncio.create_task(self.driver.run(), name="driver")
         trimmer = asyncio.create_task(trim_heap_periodically(), name="heap-trim")
         log.info(

@@ -11,6 +11,18 @@ Measured on a node of a 4-node consortium after 440,000 transactions,
 worker thread and takes a few milliseconds.
 
 Only where the C library has `malloc_trim` (glibc); elsewhere this does nothing.
+
+The cycle collector is tuned too (`tune_collector`, at start). With CPython's
+defaults it collects the youngest generation every 700 container
+allocations and, every so often, the whole heap, which in a node holds
+some 165,000 objects (modules, caches, pools). Measured on a node of a
+4-node consortium at 1,000 transactions per second offered, 20 s: 0.78 s
+of CPU in collections (about 8% of the node's), six of them full ones of
+about 70 ms each, each stalling the thread that set it off. Freezing what
+start-up built (it lives as long as the process) and collecting the young
+generation every 20,000 allocations: 0.23 s, one full collection. Cyclic
+garbage waits a little longer; memory stays bounded, and refcounting still
+frees everything else at once.
 """
 
 from __future__ import annotations
@@ -18,11 +30,15 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import gc
 import logging
 from collections.abc import Callable
 from typing import Final
 
 TRIM_INTERVAL_S: Final = 10.0
+COLLECTOR_THRESHOLDS: Final = (20_000, 20, 10)
+"""`gc.set_threshold`: net container allocations before a young collection, then young
+collections per middle one, and middle ones per full one (CPython: 700, 10, 10)."""
 
 log = logging.getLogger("notarychain.node")
 
@@ -56,3 +72,10 @@ async def trim_heap_periodically(interval_s: float = TRIM_INTERVAL_S) -> None:
     while True:
         await asyncio.sleep(interval_s)
         await loop.run_in_executor(None, trim)
+
+
+def tune_collector() -> None:
+    """Exempt what start-up built from collections, and collect less often (see above)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*COLLECTOR_THRESHOLDS)
