@@ -233,7 +233,7 @@ async def admit(node: Node, encodings: list[bytes]) -> list[Outcome | AdmissionR
         try:
             admitted = node.admission.decode(data)
             if admitted.tx_id in pool:
-                outcomes[index] = Outcome(200, {"tx_id": admitted.tx_id, "state": "pending"})
+                outcomes[index] = Outcome(200, unordered_view(admitted.tx_id, "pending"))
                 continue
             node.admission.check_signature(admitted)
         except AdmissionRefusal as exc:
@@ -283,8 +283,8 @@ def _enqueue(
             first = again = busy
         else:
             node.metrics.observe_admission(tx_id)
-            first = Outcome(202, {"tx_id": tx_id, "state": "pending"})
-            again = Outcome(200, {"tx_id": tx_id, "state": "pending"})
+            first = Outcome(202, unordered_view(tx_id, "pending"))
+            again = Outcome(200, unordered_view(tx_id, "pending"))
         outcomes[indices[0]] = first
         outcomes.update((index, again) for index in indices[1:])
     return outcomes
@@ -381,6 +381,11 @@ async def get_metrics(request: web.Request) -> web.Response:
         body=generate_latest(node.metrics.registry),
         headers={"Content-Type": CONTENT_TYPE_LATEST},
     )
+
+
+def unordered_view(tx_id: bytes, state: str) -> dict[str, Any]:
+    """A transaction in no block: "pending" (in the mempool) or "unknown"."""
+    return {"tx_id": tx_id, "state": state}
 
 
 def transaction_view(tx_id: bytes, entry: Any) -> dict[str, Any]:

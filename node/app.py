@@ -25,7 +25,7 @@ from ledger.genesis import Genesis, GenesisError, parse_genesis
 from ledger.keyfile import load_private_key
 from ledger.keys import PrivateKey, public_key_text, verifier_is_strict
 from node.admission import Admission, StateChecks, VerifiedSignatures, make_request_validator
-from node.api import build_api, transaction_view
+from node.api import build_api, transaction_view, unordered_view
 from node.commits import CommitFeed
 from node.config import NodeConfig
 from node.driver import Driver
@@ -184,8 +184,8 @@ class Node:
         if entry is not None:
             return transaction_view(tx_id, entry)
         if tx_id in self.driver.replica.pool:
-            return {"tx_id": tx_id, "state": "pending"}
-        return {"tx_id": tx_id, "state": "unknown"}
+            return unordered_view(tx_id, "pending")
+        return unordered_view(tx_id, "unknown")
 
     async def wait_for_transaction(self, tx_id: bytes, timeout_s: float) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
