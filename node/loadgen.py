@@ -128,8 +128,9 @@ class Load:
             return
         tx = self.transactions[index]
         url = self.nodes[index % len(self.nodes)] + "/v1/transactions"
+        headers = {"Content-Type": MSGPACK, "Accept": MSGPACK}
         try:
-            async with session.post(url, data=encode(tx), headers={"Content-Type": MSGPACK}) as r:
+            async with session.post(url, data=encode(tx), headers=headers) as r:
                 answer = await r.read()
                 if r.status not in (200, 202):
                     self._refused(tx.id, _error_code(answer))
@@ -171,12 +172,12 @@ class Load:
         headers = {"Content-Type": MSGPACK, "Accept": MSGPACK}
         try:
             async with session.post(url, data=body, headers=headers) as r:
-                status, answer = r.status, unpack_document(await r.read())
+                status, data = r.status, await r.read()
             codes: list[str | None]
             if status != 200:
-                codes = [str(answer["error"]["code"])] * len(txs)
+                codes = [_error_code(data)] * len(txs)
             else:
-                results = answer["results"]
+                results = unpack_document(data)["results"]
                 if len(results) != len(txs):
                     raise LookupError("one result per transaction")
                 codes = [
@@ -320,9 +321,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _error_code(answer: bytes) -> str:
+    """The stable code of a refusal's answer (msgpack, as every request here asks)."""
     try:
-        return str(json.loads(answer)["error"]["code"])
-    except (ValueError, KeyError, TypeError):
+        return str(unpack_document(answer)["error"]["code"])
+    except (LedgerError, KeyError, TypeError):
         return "unreadable"
 
 
