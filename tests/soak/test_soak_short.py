@@ -46,4 +46,6 @@ def test_short_soak_loses_no_acknowledged_transaction(tmp_path: Path) -> None:
     assert summary["acknowledged"] > 100
     assert summary["max_concurrent_faults"] <= 1
     assert sum(summary["faults"].values()) >= 3
+    # The longest pause is placed in the run, to be read against the fault log.
+    assert 0 < summary["longest_pause_from_s"] < summary["duration_s"]
     assert not list(tmp_path.glob("notarychain-soak-*")), "a passed soak removes its nodes' data"
