@@ -12,10 +12,16 @@ def ids(height: int, count: int = 1) -> list[bytes]:
     return [height.to_bytes(4, "big") + i.to_bytes(2, "big") for i in range(count)]
 
 
-def test_after_answers_the_blocks_above_the_height_in_order() -> None:
+def feed_of(top: int, per_block: int = 1) -> CommitFeed:
+    """A feed that has seen blocks 1 to `top`, each of `per_block` transactions."""
     feed = CommitFeed()
-    for height in range(1, 11):
-        feed.on_committed(height, ids(height))
+    for height in range(1, top + 1):
+        feed.on_committed(height, ids(height, per_block))
+    return feed
+
+
+def test_after_answers_the_blocks_above_the_height_in_order() -> None:
+    feed = feed_of(10)
     assert [h for h, _ in feed.after(7)] == [8, 9, 10]
     assert feed.after(10) == []
     assert feed.after(99) == []
@@ -27,9 +33,7 @@ def test_after_answers_the_oldest_blocks_first_up_to_the_bound(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(commits, "ANSWER_BLOCKS_MAX", 3)
-    feed = CommitFeed()
-    for height in range(1, 11):
-        feed.on_committed(height, ids(height))
+    feed = feed_of(10)
     # A follower far behind gets the next blocks it misses, so it can continue from them.
     assert [h for h, _ in feed.after(2)] == [3, 4, 5]
 
@@ -38,9 +42,7 @@ def test_the_feed_forgets_the_oldest_blocks_beyond_its_id_budget(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(commits, "RECENT_IDS_MAX", 10)
-    feed = CommitFeed()
-    for height in range(1, 6):
-        feed.on_committed(height, ids(height, 4))
+    feed = feed_of(5, per_block=4)
     kept = [h for h, _ in feed.recent]
     assert kept == [4, 5]
     assert feed.ids_kept == 8
