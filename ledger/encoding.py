@@ -37,11 +37,20 @@ INT_MIN: Final = -(2**63)
 INT_MAX: Final = 2**64 - 1
 
 
+def _check_bound(n: object) -> None:
+    # A bound is written into a generated decoder's source: it must be a plain number.
+    if type(n) is not int or n < 0:
+        raise TypeError(f"a length bound is a non-negative int, not {n!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class Length:
     """Exact length of a `bytes` or `str` field (for hashes, keys, signatures)."""
 
     n: int
+
+    def __post_init__(self) -> None:
+        _check_bound(self.n)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +58,9 @@ class MaxLength:
     """Upper bound on the length of a `bytes`, `str` or `tuple` field."""
 
     n: int
+
+    def __post_init__(self) -> None:
+        _check_bound(self.n)
 
 
 # A field's pair of converters: to the msgpack-ready value, and back from the

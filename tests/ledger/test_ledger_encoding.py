@@ -839,3 +839,11 @@ def test_decode_accepts_only_bytes_that_encoding_its_value_gives_back(cls: type,
     except DecodeError:
         return
     assert encode(value) == data
+
+
+@pytest.mark.parametrize("bound", ["2", -1, 2.0, True, None])
+def test_a_length_bound_is_a_non_negative_int(bound: Any) -> None:
+    # Bounds are written into the generated decoders' source.
+    for kind in (Length, MaxLength):
+        with pytest.raises(TypeError, match="non-negative int"):
+            kind(bound)
