@@ -184,9 +184,13 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
     tx_per_s = samples["tx_per_s"]
 
     committed: int = samples["committed"]
+    blocks: int = samples["blocks"]
 
     def per_tx_ms(node_cpu_s: list[float]) -> float:
         return round(1000 * statistics.fmean(node_cpu_s) / max(1, committed), 3)
+
+    def per_block_ms(node_cpu_s: list[float]) -> float | None:
+        return round(1000 * statistics.fmean(node_cpu_s) / blocks, 2) if blocks > 0 else None
 
     return {
         "nodes": options.nodes,
@@ -212,6 +216,11 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
         "view_changes": int(view_changes),
         "node_cpu_ms_per_tx": per_tx_ms(samples["cpu_used_s"]),
         "node_cpu_ms_per_tx_event_loop": per_tx_ms(samples["loop_cpu_used_s"]),
+        # Blocks made while the load ran (as the CPU above): a block costs a node some
+        # work whatever its size (the protocol's messages, its records, its commit).
+        "blocks": blocks,
+        "tx_per_block": round(committed / blocks, 1) if blocks > 0 else None,
+        "node_cpu_ms_per_block": per_block_ms(samples["cpu_used_s"]),
         "rss_mb_max": round(max(rss, default=0.0), 1),
         "rss_mb_per_node": [round(r, 1) for r in rss],
         "verify_per_s_per_core": round(verify_per_s, 1),
@@ -312,6 +321,7 @@ def _drive(
     rss: list[list[float]] = [[0.0] for _ in pids]
     cpu_start_s = [cpu_s(pid) for pid in pids]
     loop_cpu_start_s = [cpu_s(pid, pid) for pid in pids]
+    height_start = _metric(urls[0], "notarychain_height")
     started = time.monotonic()
     deadline = started + options.duration_s + 120
     next_sample = started
@@ -332,6 +342,7 @@ def _drive(
     loop_cpu_used_s = [
         cpu_s(pid, pid) - start for pid, start in zip(pids, loop_cpu_start_s, strict=True)
     ]
+    blocks = int(_metric(urls[0], "notarychain_height") - height_start)
     results = [
         json.loads((directory / f"client-{i}.json").read_text()) for i in range(len(key_paths))
     ]
@@ -355,6 +366,7 @@ def _drive(
         "rss": rss,
         "cpu_used_s": cpu_used_s,
         "loop_cpu_used_s": loop_cpu_used_s,
+        "blocks": blocks,
     }
 
 
@@ -395,6 +407,10 @@ def print_summary(figures: dict[str, Any]) -> None:
     print(
         f"CPU per committed transaction, per node: {figures['node_cpu_ms_per_tx']} ms"
         f" ({figures['node_cpu_ms_per_tx_event_loop']} ms of it on the event loop)"
+    )
+    print(
+        f"{figures['blocks']} blocks of {figures['tx_per_block']} transactions on average;"
+        f" CPU per block, per node: {figures['node_cpu_ms_per_block']} ms"
     )
     print(
         f"Ed25519 verify {figures['verify_per_s_per_core']}/s per core x {figures['cores']} cores "

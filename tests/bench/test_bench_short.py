@@ -69,6 +69,13 @@ def test_a_short_bench_reports_every_named_figure(tmp_path: Path) -> None:
     assert figures["ceiling_fraction"] == pytest.approx(fraction, rel=0.01, abs=0.001)
     # The event loop (the main thread) is one of the node's threads: part of its CPU.
     assert 0 < figures["node_cpu_ms_per_tx_event_loop"] <= figures["node_cpu_ms_per_tx"]
+    # Blocks counted over the same window: their sizes and the CPU agree with the totals.
+    assert 1 <= figures["blocks"] <= figures["committed"]
+    assert figures["tx_per_block"] == pytest.approx(
+        figures["committed"] / figures["blocks"], abs=0.1
+    )
+    per_block = figures["node_cpu_ms_per_tx"] * figures["committed"] / figures["blocks"]
+    assert figures["node_cpu_ms_per_block"] == pytest.approx(per_block, rel=0.02, abs=0.02)
     assert figures["proof"]["failed"] == 0
     assert figures["data_dir"] is None, "no path of this machine in a report meant to be kept"
 
