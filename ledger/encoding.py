@@ -392,9 +392,22 @@ def encode(value: object) -> bytes:
     return pack(to_wire(value))
 
 
+_packers: list[Any] = []
+"""Idle msgpack packers. `msgpack.packb` builds a packer per call, which costs more than
+the packing of a small value; one shared packer would be unsafe across threads (it keeps
+its buffer between calls), so each call takes one from here, or makes one, and returns it."""
+
+
 def pack(wire: Any) -> bytes:
     """msgpack with the options that make the encoding canonical."""
-    packed: bytes = msgpack.packb(wire, use_bin_type=True)
+    try:
+        packer = _packers.pop()  # atomic, unlike checking for one first
+    except IndexError:
+        packer = msgpack.Packer(use_bin_type=True)
+    try:
+        packed: bytes = packer.pack(wire)  # a failed pack leaves the packer empty
+    finally:
+        _packers.append(packer)
     return packed
 
 

@@ -6,6 +6,7 @@ annotations are real objects and resolve wherever pytest imports this module.
 
 import dataclasses
 import enum
+import threading
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -30,6 +31,7 @@ from ledger.encoding import (
     decode,
     encode,
     from_wire,
+    pack,
     to_wire,
 )
 from ledger.errors import DecodeError
@@ -847,3 +849,29 @@ def test_a_length_bound_is_a_non_negative_int(bound: Any) -> None:
     for kind in (Length, MaxLength):
         with pytest.raises(TypeError, match="non-negative int"):
             kind(bound)
+
+
+def test_a_failed_pack_leaves_nothing_behind_for_the_next() -> None:
+    with pytest.raises(TypeError):
+        pack((1, object()))
+    assert pack((1, 2)) == msgpack.packb((1, 2), use_bin_type=True)
+
+
+def test_threads_packing_at_once_each_get_their_own_bytes() -> None:
+    """Packers are pooled, not shared: no thread sees another's buffer."""
+    wrong: list[int] = []
+
+    def worker(index: int) -> None:
+        value = (index, bytes([index]) * 40, "x" * index)
+        expected = msgpack.packb(value, use_bin_type=True)
+        for _ in range(3000):
+            if pack(value) != expected:
+                wrong.append(index)
+                return
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert wrong == []
