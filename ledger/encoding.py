@@ -305,7 +305,12 @@ def _model_from_wire(cls: type, field_codecs: tuple[_Codec, ...], slow: FromWire
         lines += [f"    if not ({' and '.join(conditions)}):", "        return _slow(value)"]
     if conversions:
         lines += ["    try:", *conversions, "    except _Bad:", "        return _slow(value)"]
-    lines.append(f"    return _cls({', '.join(variables)})")
+    lines += [
+        "    try:",
+        f"        return _cls({', '.join(variables)})",
+        "    except ValueError:",  # a model's own rule: `slow` says which
+        "        return _slow(value)",
+    ]
     return _compiled("\n".join(lines) + "\n", namespace, "from_wire")
 
 
@@ -336,6 +341,8 @@ def _model_codec(cls: type) -> _Codec:
                     bad.path.append(f".{name}")
                     raise
             raise
+        except ValueError as invalid:  # the model's own rule (`__post_init__`) refused it
+            raise _Bad(str(invalid)) from None
 
     to_wire = _model_to_wire(names, tuple(c.to_wire for c in field_codecs))
     _checked_decoders[cls] = checked_from_wire

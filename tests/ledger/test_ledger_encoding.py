@@ -37,6 +37,7 @@ from ledger.encoding import (
 from ledger.errors import DecodeError
 from ledger.keys import PrivateKey
 from ledger.tx import TX_BYTES_MAX, Transaction, TransactionBody, sign_transaction
+from ledger.validators import ValidatorSet
 
 PROPERTY_SETTINGS = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -875,3 +876,43 @@ def test_threads_packing_at_once_each_get_their_own_bytes() -> None:
     for thread in threads:
         thread.join(timeout=60)
     assert wrong == []
+
+
+@dataclass(frozen=True)
+class Positive:
+    """A model with a rule of its own, as `ValidatorSet` has."""
+
+    n: int
+
+    def __post_init__(self) -> None:
+        if self.n <= 0:
+            raise ValueError("n is positive")
+
+
+@dataclass(frozen=True)
+class HoldsPositive:
+    inner: Positive
+    many: tuple[Positive, ...]
+
+
+def test_a_model_rule_refuses_with_a_decode_error_naming_where() -> None:
+    assert decode(Positive, msgpack.packb((3,))) == Positive(3)
+    with pytest.raises(DecodeError, match=r"^Positive: n is positive$"):
+        decode(Positive, msgpack.packb((0,)))
+    with pytest.raises(DecodeError, match=r"^HoldsPositive\.many\[1\]: n is positive$"):
+        decode(HoldsPositive, msgpack.packb(((1,), ((2,), (-1,)))))
+
+
+def test_a_validator_set_listing_a_key_twice_does_not_decode() -> None:
+    key = bytes(32)
+    data = msgpack.packb((1, (key, key)), use_bin_type=True)
+    with pytest.raises(DecodeError, match="ValidatorSet: a validator set lists each key once"):
+        decode(ValidatorSet, data)
+
+
+@PROPERTY_SETTINGS
+@given(any_wire)
+def test_generated_and_checked_decoders_agree_on_models_with_rules(wire: Any) -> None:
+    for cls in (Positive, HoldsPositive):
+        codec = _model_codec(cls)
+        assert _outcome(codec.from_wire, wire) == _outcome(_checked_decoders[cls], wire)
