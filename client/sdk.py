@@ -152,6 +152,12 @@ class AsyncClient:
         count = len(self.nodes)
         return [(self._preferred + i) % count for i in range(count)]
 
+    def observe(self, height: int) -> None:
+        """Count block `height` as seen: from now on, reads and submissions go only to
+        nodes that have executed it. For a fact learned elsewhere, such as another
+        party's receipt: acting on it at a node that lags would find it missing."""
+        self.seen_height = max(self.seen_height, height)
+
     def _at_least_seen(self, path: str) -> str:
         if not self.seen_height:
             return path
@@ -181,7 +187,8 @@ class AsyncClient:
 
     async def submit(self, tx: Transaction) -> str:
         """Send a signed transaction; returns its id (hex). Safe to repeat."""
-        status, data = await self._call("POST", "/v1/transactions", encode(tx))
+        path = self._at_least_seen("/v1/transactions")
+        status, data = await self._call("POST", path, encode(tx))
         if status not in (200, 202):
             raise _refusal(status, data)
         return str(data["tx_id"].hex() if isinstance(data["tx_id"], bytes) else data["tx_id"])
@@ -199,7 +206,8 @@ class AsyncClient:
         for start in range(0, len(txs), BATCH_TRANSACTIONS_MAX):
             chunk = txs[start : start + BATCH_TRANSACTIONS_MAX]
             body = pack([tx.encode() for tx in chunk])
-            status, data = await self._call("POST", "/v1/transactions/batch", body)
+            path = self._at_least_seen("/v1/transactions/batch")
+            status, data = await self._call("POST", path, body)
             results = data.get("results") if isinstance(data, dict) else None
             if status != 200 or not isinstance(results, list) or len(results) != len(chunk):
                 raise _refusal(status, data)
@@ -256,7 +264,8 @@ class AsyncClient:
 
         async def one(index: int) -> ClientError | None:
             try:
-                status, data = await self._call("POST", "/v1/transactions", body, node=index)
+                path = self._at_least_seen("/v1/transactions")
+                status, data = await self._call("POST", path, body, node=index)
             except NodeUnavailable as exc:
                 return exc
             if status in (200, 202):

@@ -65,6 +65,14 @@ class Client:
     def build(self, family: str, operation: str, payload: object) -> Transaction:
         return self._inner.build(family, operation, payload)
 
+    @property
+    def seen_height(self) -> int:
+        """The highest block this client has seen committed (see `AsyncClient.observe`)."""
+        return self._inner.seen_height
+
+    def observe(self, height: int) -> None:
+        self._inner.observe(height)
+
     def submit(self, tx: Transaction) -> str:
         return self._run(self._inner.submit(tx))
 

@@ -101,13 +101,14 @@ async def errors_middleware(
 async def min_height_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Read your writes on any node: `?min_height=H` on a GET waits (at most
+    """Read your writes on any node: `?min_height=H` on any request waits (at most
     `MIN_HEIGHT_WAIT_S`) until this node has executed block H, then answers as
     usual; a node still behind answers 503 `behind`, and a client tries another.
     A client that saw its transaction committed at H thus never reads an older
-    state from a node that lags."""
+    state from a node that lags, nor has a submission checked against one (an
+    application filed at H is known to the node that admits its certificate)."""
     text = request.query.get("min_height")
-    if text is None or request.method != "GET":
+    if text is None:
         return await handler(request)
     height = _int_param(text, "min_height")
     driver = _node(request).driver

@@ -58,9 +58,10 @@ OPENAPI: Final[dict[str, Any]] = {
         "version": "1",
         "description": (
             "JSON by default; send `Accept: application/msgpack` for msgpack with raw bytes. "
-            "Hashes, ids and keys are lowercase hex in JSON. Every GET takes `min_height`: "
+            "Hashes, ids and keys are lowercase hex in JSON. Every request takes `min_height`: "
             "the node answers once it has executed that block (waiting up to 5 s), else 503 "
-            "`behind`, so a client reads its own writes from any node."
+            "`behind`, so a client reads its own writes from any node, and a submission is "
+            "checked against a state that has them."
         ),
     },
     "paths": {

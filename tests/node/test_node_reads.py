@@ -1,4 +1,4 @@
-"""Reading your own writes: `min_height` on the API's GETs, and the SDK that sends it."""
+"""Reading your own writes: `min_height` on the API's requests, and the SDK that sends it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 from cluster import expect_refusal
 
-from client.errors import Refused
+from client.errors import NodeUnavailable, Refused
 from client.sdk import AsyncClient
 from ledger.families import evidence
 
@@ -49,6 +49,19 @@ def test_a_read_waits_for_the_height_asked_or_says_the_node_is_behind(
 
     # A height far ahead: after the bounded wait, 503 behind (a client tries another node).
     expect_refusal(cluster.request(0, "GET", "/v1/status?min_height=1000000"), 503, "behind")
+    # A submission too: admitted only by a node that has executed the height, since its
+    # checks read the state (nothing is admitted here).
+    late = txkit.evidence(cluster.chain_id, cluster.applicant, 1)[0]
+    refused = cluster.request(
+        0,
+        "POST",
+        "/v1/transactions?min_height=1000000",
+        body=late.data,
+        headers={"Content-Type": "application/msgpack"},
+    )
+    expect_refusal(refused, 503, "behind")
+    unknown = cluster.request(0, "GET", f"/v1/transactions/{late.id}")
+    expect_refusal(unknown, 404, "unknown_transaction")
     expect_refusal(cluster.request(0, "GET", "/v1/status?min_height=-1"), 400, "bad_parameter")
     expect_refusal(cluster.request(0, "GET", "/v1/status?min_height=soon"), 400, "bad_parameter")
 
@@ -74,9 +87,17 @@ def test_the_sdk_reads_at_least_the_height_of_its_own_writes(
                 record = await client.record("evidence", evidence_id)
                 assert record["id"] in (item.digest, item.digest.hex()), record
             # The height goes with every read: one no node has reached is refused.
-            client.seen_height += 1_000_000
+            client.observe(client.seen_height + 1_000_000)
             with pytest.raises(Refused) as refused:
                 await client.get("/v1/status", node=0)
             assert (refused.value.code, refused.value.status) == ("behind", 503)
+            # And with every submission: no node admits it, and none has it.
+            other = evidence.Item(os.urandom(32), False, evidence.Kind.DOCUMENT, 1, None)
+            tx = client.build(evidence.FAMILY, evidence.REGISTER, evidence.Register((other,)))
+            with pytest.raises(NodeUnavailable):
+                await client.submit(tx)
+            for node in range(cluster.n):
+                reply = cluster.request(node, "GET", f"/v1/transactions/{tx.id.hex()}")
+                expect_refusal(reply, 404, "unknown_transaction")
 
     asyncio.run(scenario())

@@ -129,7 +129,9 @@ def test_enrol_apply_audit_issue_verify_revoke_with_balances(consortium, tmp_pat
         assert steps(application) == ["applied", "fee_held", "audited"]
         assert balance(reader, ada) == (10_000 - FEE, FEE)
 
-        # Issue: a certificate; the held fee goes to the notary office.
+        # Issue: a certificate; the held fee goes to the notary office. The officer acts
+        # on the application only at a node that has executed it.
+        officer.observe(applicant.seen_height)
         certificate_id = officer.issue(application_id)
         application = reader.record("applications", application_id)
         assert application["state"] == "issued"

@@ -58,6 +58,8 @@ def saved(consortium, tmp_path_factory: pytest.TempPathFactory) -> Saved:
     ):
         applicant.register_evidence([Item(digest, False, Kind.DOCUMENT, len(content), "deed")])
         application_id = applicant.apply([digest], Purpose.CONTRACT, "a gift")
+        # The officer acts on the application: only at a node that has executed it.
+        officer.observe(applicant.seen_height)
         certificate_id = officer.issue(application_id)
         bundle, verified = applicant.proof("evidence", digest.hex())
         document = applicant.certificate_document(certificate_id)

@@ -128,6 +128,7 @@ def world(consortium) -> World:
         applicant.register_evidence([item])
         pending = applicant.apply([item.digest], Purpose.CONTRACT, "pending")
         issued = applicant.apply([item.digest], Purpose.CONTRACT, "issued")
+        officer.observe(applicant.seen_height)  # act on it only where it is executed
         certificate_id = officer.issue(issued)
     return World(item.digest, pending, issued, certificate_id)
 
@@ -372,7 +373,9 @@ def test_revoke_twice(consortium, wait) -> None:
     ):
         item = new_item()
         applicant.register_evidence([item])
-        certificate_id = officer.issue(applicant.apply([item.digest], Purpose.CONTRACT, "r"))
+        application_id = applicant.apply([item.digest], Purpose.CONTRACT, "r")
+        officer.observe(applicant.seen_height)  # act on it only where it is executed
+        certificate_id = officer.issue(application_id)
         officer.revoke_certificate(certificate_id, "first revocation")
         certificate = reader.record("certificates", certificate_id)
         assert certificate["state"] == "revoked"
