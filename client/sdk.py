@@ -119,10 +119,18 @@ class AsyncClient:
         method: str,
         path: str,
         body: bytes | None = None,
+        *,
         node: int | None = None,
         raw: bool = False,
+        any_height: bool = False,
     ) -> tuple[int, Any]:
-        """One request, failing over to the next node on connection errors and 5xx."""
+        """One request, failing over to the next node on connection errors and 5xx.
+
+        It asks for at least the height this client has seen (`min_height`) unless
+        `any_height`: a node that has not executed it answers 503 and the next is tried.
+        """
+        if not any_height:
+            path = self._at_least_seen(path)
         order = [node] if node is not None else self._order()
         last_error = "no node tried"
         for index in order:
@@ -164,7 +172,7 @@ class AsyncClient:
         return f"{path}{'&' if '?' in path else '?'}min_height={self.seen_height}"
 
     async def get(self, path: str, node: int | None = None) -> Any:
-        status, data = await self._call("GET", self._at_least_seen(path), node=node)
+        status, data = await self._call("GET", path, node=node)
         if status != 200:
             raise _refusal(status, data)
         return data
@@ -187,8 +195,7 @@ class AsyncClient:
 
     async def submit(self, tx: Transaction) -> str:
         """Send a signed transaction; returns its id (hex). Safe to repeat."""
-        path = self._at_least_seen("/v1/transactions")
-        status, data = await self._call("POST", path, encode(tx))
+        status, data = await self._call("POST", "/v1/transactions", encode(tx))
         if status not in (200, 202):
             raise _refusal(status, data)
         return str(data["tx_id"].hex() if isinstance(data["tx_id"], bytes) else data["tx_id"])
@@ -206,8 +213,7 @@ class AsyncClient:
         for start in range(0, len(txs), BATCH_TRANSACTIONS_MAX):
             chunk = txs[start : start + BATCH_TRANSACTIONS_MAX]
             body = pack([tx.encode() for tx in chunk])
-            path = self._at_least_seen("/v1/transactions/batch")
-            status, data = await self._call("POST", path, body)
+            status, data = await self._call("POST", "/v1/transactions/batch", body)
             results = data.get("results") if isinstance(data, dict) else None
             if status != 200 or not isinstance(results, list) or len(results) != len(chunk):
                 raise _refusal(status, data)
@@ -227,7 +233,10 @@ class AsyncClient:
                 raise Timeout(f"transaction {tx_id[:16]} not committed in time (it may still be)")
             wait_s = max(1, min(int(remaining), 25))
             try:
-                status, data = await self._call("GET", f"/v1/transactions/{tx_id}?wait={wait_s}")
+                # Any height: a node waits here for the commit rather than refusing.
+                status, data = await self._call(
+                    "GET", f"/v1/transactions/{tx_id}?wait={wait_s}", any_height=True
+                )
             except NodeUnavailable:
                 await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
                 continue
@@ -264,8 +273,7 @@ class AsyncClient:
 
         async def one(index: int) -> ClientError | None:
             try:
-                path = self._at_least_seen("/v1/transactions")
-                status, data = await self._call("POST", path, body, node=index)
+                status, data = await self._call("POST", "/v1/transactions", body, node=index)
             except NodeUnavailable as exc:
                 return exc
             if status in (200, 202):
@@ -352,7 +360,7 @@ class AsyncClient:
         """GET something built on a checkpoint; waits while the newest one is still forming."""
         deadline = time.monotonic() + self.timeout_s
         while True:
-            status, data = await self._call("GET", self._at_least_seen(path), raw=raw)
+            status, data = await self._call("GET", path, raw=raw)
             if status == 200:
                 return data
             refusal = _refusal(status, data)
@@ -398,7 +406,7 @@ class AsyncClient:
         needed = weak_quorum_size(len(self.genesis.institutions))
         answers: dict[bytes, int] = {}
         results = await asyncio.gather(
-            *(self._call("GET", self._at_least_seen(path), node=i) for i in range(len(self.nodes))),
+            *(self._call("GET", path, node=i) for i in range(len(self.nodes))),
             return_exceptions=True,
         )
         for result in results:
