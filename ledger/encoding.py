@@ -283,8 +283,6 @@ def _model_from_wire(cls: type, field_codecs: tuple[_Codec, ...], slow: FromWire
     go through their codec's own `from_wire`.
     """
     count = len(field_codecs)
-    if count == 0:
-        return slow
     variables = [f"f{index}" for index in range(count)]
     namespace: dict[str, Any] = {"_cls": cls, "_slow": slow, "_Bad": _Bad}
     conditions = []

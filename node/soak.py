@@ -439,8 +439,9 @@ class Soak:
     def _summary(self, heights: list[int]) -> dict[str, Any]:
         times = sorted(self.report.ack_times)
         gaps = [b - a for a, b in itertools.pairwise(times)]
+        longest = max(gaps, default=0.0)
         # Where the longest pause began, to set against the fault log's times.
-        longest_at = times[gaps.index(max(gaps))] - self.started if gaps else 0.0
+        longest_at = times[gaps.index(longest)] - self.started if gaps else 0.0
         for fault in self.report.faults:
             end = fault.get("until", fault["at"])
             if not any(t > end for t in times):
@@ -459,7 +460,7 @@ class Soak:
             "height": max(heights, default=0),
             "faults": kinds,
             "max_concurrent_faults": self.report.max_concurrent_faults,
-            "longest_pause_s": round(max(gaps, default=0.0), 2),
+            "longest_pause_s": round(longest, 2),
             "longest_pause_from_s": round(longest_at, 2),
             "primary_kill_resume_s": self._primary_kill_resumes(),
             "fault_log": [
