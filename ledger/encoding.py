@@ -471,7 +471,13 @@ def decode(cls: type[T], data: bytes, *, input_bytes_max: int = INPUT_BYTES_MAX_
 
 
 def _describe(exc: Exception) -> str:
-    text = str(exc) or type(exc).__name__
+    """msgpack's complaint in words; never the name of its exception class, which
+    says nothing to the client that reads it."""
+    if isinstance(exc, msgpack.StackError):
+        return "values are nested too deeply"
+    if isinstance(exc, msgpack.FormatError):
+        return "a type byte that msgpack leaves unused"
+    text = str(exc)
     if "max_map_len" in text:
         return "maps are not allowed"
     if "max_ext_len" in text:
@@ -480,4 +486,4 @@ def _describe(exc: Exception) -> str:
     # that bound means the input ends before the value it announces.
     if isinstance(exc, msgpack.OutOfData) or "incomplete input" in text or "exceeds max_" in text:
         return "input is truncated"
-    return text
+    return text or "not valid msgpack"

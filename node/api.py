@@ -3,7 +3,13 @@
 Rule: every error is a JSON (or msgpack) object `{"error": {"code", "message"}}`
 with a 4xx status and a stable code; no input produces a 500 or a traceback.
 A bug of ours that escapes a handler is logged with its traceback and
-answered with a bare 500 `internal` error that reveals nothing.
+answered with a bare 500 `internal` error that reveals nothing. The one
+exception is a request that is not HTTP at all (a bad request line, a header
+over 8 KiB, broken framing): the HTTP server refuses it with a plain-text 400
+before any route sees it, and the node logs one line (`node.logs`).
+
+Integers in paths and queries are ASCII decimal digits within SQLite's range
+(Python's `int` would also read `1_0`, ` 1` and other scripts' digits).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -39,6 +46,10 @@ REQUEST_BYTES_MAX: Final = 2 * 1024 * 1024
 CHECKS_BETWEEN_YIELDS: Final = 64
 """Transactions of a batch checked (signatures: about 10 ms) before the event loop runs."""
 NODE_KEY: Final[web.AppKey[Node]] = web.AppKey("node")
+INT_PARAM_MAX: Final = 2**63 - 1
+"""SQLite's largest integer: a height past it could not even be looked up."""
+_INTEGER: Final = re.compile(r"-?[0-9]+")
+_NUMBER: Final = re.compile(r"[0-9]+(\.[0-9]+)?")
 
 
 class ApiError(Exception):
@@ -92,6 +103,10 @@ async def errors_middleware(
             )
             return error_response(request, exc.status_code, code, exc.reason)
         raise
+    except ConnectionResetError:
+        # The client hung up mid-request: nobody to answer, and not our bug.
+        log.info("client left during %s %s", request.method, request.path)
+        return error_response(request, 400, "bad_request", "the connection closed mid-request")
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return error_response(request, 500, "internal", "internal error; see the node's log")
@@ -110,7 +125,7 @@ async def min_height_middleware(
     text = request.query.get("min_height")
     if text is None:
         return await handler(request)
-    height = _int_param(text, "min_height")
+    height = int_param(text, "min_height")
     driver = _node(request).driver
     if driver.executed_height < height:
         with contextlib.suppress(TimeoutError):
@@ -140,14 +155,23 @@ def _hex_param(request: web.Request, name: str, length: int) -> bytes:
     return value
 
 
-def _int_param(text: str, name: str, low: int = 0) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ApiError(400, "bad_parameter", f"{name} must be an integer") from None
-    if value < low:
-        raise ApiError(400, "bad_parameter", f"{name} must be at least {low}")
+def int_param(text: str, name: str, low: int = 0, high: int = INT_PARAM_MAX) -> int:
+    """A path or query integer in [low, high]; 400 `bad_parameter` otherwise."""
+    if _INTEGER.fullmatch(text) is None:
+        raise ApiError(400, "bad_parameter", f"{name} must be an integer in decimal digits")
+    # A long string of digits is out of range whatever it says; int() of thousands of
+    # digits would cost time (and Python refuses more than 4,300).
+    value = int(text) if len(text) <= 20 else (low - 1 if text[0] == "-" else high + 1)
+    if not low <= value <= high:
+        raise ApiError(400, "bad_parameter", f"{name} must be from {low} to {high}")
     return value
+
+
+def seconds_param(text: str, name: str) -> float:
+    """A wait in seconds (decimal digits, a fraction allowed), clamped to `WAIT_S_MAX`."""
+    if _NUMBER.fullmatch(text) is None:
+        raise ApiError(400, "bad_parameter", f"{name} must be a number of seconds, like 2.5")
+    return min(float(text), WAIT_S_MAX)
 
 
 async def get_status(request: web.Request) -> web.Response:
@@ -294,7 +318,7 @@ def _enqueue(
 async def get_transaction(request: web.Request) -> web.Response:
     node = _node(request)
     tx_id = _hex_param(request, "tx_id", 32)
-    wait_s = min(float(_int_param(request.query.get("wait", "0"), "wait")), WAIT_S_MAX)
+    wait_s = min(float(int_param(request.query.get("wait", "0"), "wait")), WAIT_S_MAX)
     status = await node.transaction_status(tx_id)
     if status["state"] == "pending" and wait_s > 0:
         await node.wait_for_transaction(tx_id, wait_s)
@@ -306,7 +330,7 @@ async def get_transaction(request: web.Request) -> web.Response:
 
 async def get_block(request: web.Request) -> web.Response:
     node = _node(request)
-    height = _int_param(request.match_info["height"], "height", 1)
+    height = int_param(request.match_info["height"], "height", 1)
     committed = await node.reads.run(lambda reader: reader.block(height))
     if committed is None:
         raise ApiError(404, "unknown_block", f"no block at height {height} yet")

@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 RECENT_BLOCKS_MAX: Final = 4096
 RECENT_IDS_MAX: Final = 200_000
 ANSWER_BLOCKS_MAX: Final = 1000
-WAIT_S_MAX: Final = 30.0
 
 
 class CommitFeed:
@@ -56,14 +55,11 @@ class CommitFeed:
 
 
 async def get_commits(request: web.Request) -> web.Response:
-    from node.api import NODE_KEY, ApiError, respond  # noqa: PLC0415  (api imports this module)
+    from node.api import NODE_KEY, int_param, respond, seconds_param  # noqa: PLC0415  (api imports this module)
 
     node: Node = request.app[NODE_KEY]
-    try:
-        after = int(request.query.get("after", "0"))
-        wait_s = min(float(request.query.get("wait", "0")), WAIT_S_MAX)
-    except ValueError:
-        raise ApiError(400, "bad_parameter", "after and wait are numbers") from None
+    after = int_param(request.query.get("after", "0"), "after")
+    wait_s = seconds_param(request.query.get("wait", "0"), "wait")
     feed = node.commit_feed
     blocks = feed.after(after)
     if not blocks and wait_s > 0:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
-from node.api import NODE_KEY, ApiError, respond
+from node.api import INT_PARAM_MAX, NODE_KEY, ApiError, int_param, respond
 from node.storage import Reader
 
 if TYPE_CHECKING:
@@ -85,15 +85,7 @@ async def get_genesis(request: web.Request) -> web.Response:
 
 def _query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
     text = request.query.get(name)
-    if text is None:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise ApiError(400, "bad_parameter", f"{name} must be an integer") from None
-    if not low <= value <= high:
-        raise ApiError(400, "bad_parameter", f"{name} must be from {low} to {high}")
-    return value
+    return default if text is None else int_param(text, name, low, high)
 
 
 def block_summary(reader: Reader, committed: CommittedBlock) -> dict[str, Any]:
@@ -129,7 +121,7 @@ async def get_blocks(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     top = node.driver.executed_height
     limit = _query_int(request, "limit", BLOCKS_LIMIT_DEFAULT, 1, BLOCKS_LIMIT_MAX)
-    to = min(_query_int(request, "to", top, 0, 2**63 - 1), top)
+    to = min(_query_int(request, "to", top, 0, INT_PARAM_MAX), top)
     start = max(1, to - limit + 1)
 
     def read(reader: Reader) -> list[dict[str, Any]]:

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from aiohttp.http_exceptions import HttpProcessingError
+
 Context = Callable[[], dict[str, Any]]
 
 
@@ -29,6 +31,24 @@ class _ContextFilter(logging.Filter):
         record.height = extra.get("height")
         record.view = extra.get("view")
         return True
+
+
+class _MalformedRequestFilter(logging.Filter):
+    """The HTTP server logs each request it cannot parse (a bad request line, a header
+    over 8 KiB, broken framing) at ERROR with a traceback, so any client could fill
+    the operator's log with them. Such a request is the client's mistake: it becomes
+    one INFO line, shown only where INFO is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        remote = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        record.msg = "refused a malformed HTTP request from %s: %s"
+        record.args = (remote, " ".join(str(exc.message).split())[:200])  # one line, bounded
+        record.exc_info, record.exc_text = None, None
+        return logging.getLogger().isEnabledFor(logging.INFO)
 
 
 _filters: list[_ContextFilter] = []
@@ -73,3 +93,6 @@ def configure(institution: str, format_name: str, level: str, context: Context |
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    server = logging.getLogger("aiohttp.server")
+    server.filters[:] = [f for f in server.filters if not isinstance(f, _MalformedRequestFilter)]
+    server.addFilter(_MalformedRequestFilter())

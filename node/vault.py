@@ -73,7 +73,7 @@ from ledger.families.vault import (
 )
 from ledger.keys import verify
 from ledger.views import view
-from node.api import NODE_KEY, ApiError, respond
+from node.api import NODE_KEY, ApiError, int_param, respond
 from node.storage import Reader
 
 if TYPE_CHECKING:
@@ -360,10 +360,7 @@ def _hex_id(request: web.Request, name: str = "id") -> bytes:
 
 
 def _index(request: web.Request) -> int:
-    try:
-        return int(request.match_info["index"])
-    except ValueError:
-        raise ApiError(400, "bad_parameter", "the chunk index is an integer") from None
+    return int_param(request.match_info["index"], "the chunk index")
 
 
 def _signed(request: web.Request, header: str, cls: type[T]) -> T:

@@ -33,6 +33,7 @@ from ledger.encoding import (
     from_wire,
     pack,
     to_wire,
+    unpack_document,
 )
 from ledger.errors import DecodeError
 from ledger.keys import PrivateKey
@@ -481,11 +482,18 @@ def test_decode_rejects_invalid_utf8_in_a_str_field() -> None:
 
 
 def test_decode_rejects_a_reserved_msgpack_byte() -> None:
-    decode_error(Pair, b"\x93\x05\xc1\xc4\x00")
+    # The reason is words for the client, not msgpack's exception class (FormatError).
+    reason = decode_error(Pair, b"\x93\x05\xc1\xc4\x00")
+    assert reason == "malformed msgpack: a type byte that msgpack leaves unused"
+    with pytest.raises(DecodeError, match="leaves unused"):
+        unpack_document(b"\xc1")
 
 
 def test_decode_rejects_deep_nesting_without_crashing() -> None:
-    decode_error(Ints, b"\x91" * 100_000 + b"\x90")
+    reason = decode_error(Ints, b"\x91" * 100_000 + b"\x90")
+    assert reason == "malformed msgpack: values are nested too deeply"  # not "StackError"
+    with pytest.raises(DecodeError, match="nested too deeply"):
+        unpack_document(b"\x91" * 100_000 + b"\x90")
 
 
 # --- length rejections --------------------------------------------------------------
