@@ -1018,9 +1018,19 @@ class Replica:
         reforward_at = max(oldest, self.last_reforward_ms) + timeout
         return reforward_at, suspect_at
 
+    def peers_executed_height(self) -> int:
+        """The highest height that f + 1 peers say they have executed (0 until f + 1 have
+        spoken). One of them is honest, so the chain is at least that long; a height
+        that f or fewer claim may be a lie, which alone must move nothing here: a
+        primary that claimed a height no one has would otherwise make every backup
+        think itself behind and stop timing the requests it ignores."""
+        heights = sorted((s.executed_height for s in self.peer_status.values()), reverse=True)
+        return heights[self.f] if len(heights) > self.f else 0
+
     def _behind(self) -> bool:
-        return self.stable_height > self.last_delivered or any(
-            s.executed_height > self.last_delivered for s in self.peer_status.values()
+        return (
+            self.stable_height > self.last_delivered
+            or self.peers_executed_height() > self.last_delivered
         )
 
     def _share_waiting_requests(self, limit: int, out: Output) -> None:

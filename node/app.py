@@ -249,14 +249,11 @@ class Node:
         quorum = replica.quorum
         if reachable < quorum:
             problems.append(f"connected to {reachable} of the {quorum} nodes a quorum needs")
-        ahead = [
-            s.executed_height
-            for s in replica.peer_status.values()
-            if s.executed_height > self.driver.executed_height + READY_LAG_BLOCKS_MAX
-        ]
-        if ahead or replica.fetching is not None:
-            target = max(ahead, default=self.driver.executed_height)
-            problems.append(f"catching up: at height {self.driver.executed_height} of {target}")
+        # The height f + 1 peers claim, one of them honest: a single liar's claim must not
+        # make every honest node report itself not ready.
+        height, target = self.driver.executed_height, replica.peers_executed_height()
+        if target > height + READY_LAG_BLOCKS_MAX or (replica.fetching and target > height):
+            problems.append(f"catching up: at height {height} of {target}")
         if replica.diverged:
             problems.append("this node's state diverged from the quorum's; it stopped signing")
         return problems

@@ -24,9 +24,10 @@ from consensus.messages import (
     Prepare,
     PreparedCertificate,
     Proposal,
+    Status,
     ViewChange,
 )
-from consensus.types import View
+from consensus.types import ReplicaId, View
 
 if TYPE_CHECKING:
     from conftest import Cluster
@@ -82,6 +83,46 @@ def test_a_backup_whose_request_is_not_ordered_in_time_asks_for_the_next_view(
     assert ViewChanged(View(1), active=False) in output.notices
     assert (backup.view, backup.active) == (1, False)
     cluster.assert_write_ahead(2)
+
+
+def test_one_peer_claiming_a_height_no_one_has_does_not_silence_the_request_timer(
+    make_cluster: MakeCluster,
+) -> None:
+    """A primary that ignores a request and announces a height far past everyone's must
+    still be suspected in time. A height counts only once f + 1 peers claim it, one of
+    them honest; a single claim used to make every backup think itself behind and stop
+    timing requests (found by tests/node/test_node_byzantine_peer.py)."""
+    cluster = make_cluster()
+    cluster.filter = from_replica(0)
+    cluster.submit(2, cluster.kit.tx(b"ignored by a lying primary"))
+    cluster.run()
+    backup = cluster.replicas[2]
+    cluster.receive(2, cluster.kit.sign(Status(0, View(0), 2**62, 2**62, ReplicaId(0), b"")))
+    assert backup.peers_executed_height() == 0
+
+    [output] = cluster.tick(TIMEOUT_MS, replicas=[2])
+    sent = [(t, m.new_view) for t, m in output.send if isinstance(m, ViewChange)]
+    assert (None, 1) in sent, output.send
+    assert (backup.view, backup.active) == (1, False)
+
+
+def test_f_plus_1_peers_ahead_make_a_backup_catch_up_rather_than_suspect(
+    make_cluster: MakeCluster,
+) -> None:
+    """f + 1 peers ahead, one of them honest: the requests this backup holds may have been
+    ordered long ago, so it catches up instead of timing them."""
+    cluster = make_cluster()
+    cluster.filter = from_replica(0)
+    cluster.submit(2, cluster.kit.tx(b"ordered elsewhere, perhaps"))
+    cluster.run()
+    backup = cluster.replicas[2]
+    for peer in (0, 1):
+        cluster.receive(2, cluster.kit.sign(Status(0, View(0), 5, 0, ReplicaId(peer), b"")))
+    assert backup.peers_executed_height() == 5
+
+    outputs = cluster.tick(TIMEOUT_MS, replicas=[2])
+    assert not any(isinstance(m, ViewChange) for o in outputs for _, m in o.send)
+    assert (backup.view, backup.active) == (0, True)
 
 
 def test_a_backup_with_nothing_pending_does_not_suspect_the_primary(
