@@ -378,8 +378,8 @@ class Transport:
 
     async def handle_messages(self, request: web.Request) -> web.Response:
         """One batch of messages per request (peers without the stream)."""
-        self.authenticate(request)
-        reason = self._deliver(await request.read())
+        name = self.authenticate(request)
+        reason = self._deliver(await request.read(), name)
         if reason is not None:
             raise web.HTTPBadRequest(text=reason)
         return web.Response(status=204)
@@ -402,7 +402,7 @@ class Transport:
                 if frame.type is not aiohttp.WSMsgType.BINARY:
                     reason: str | None = "a frame of messages is binary"
                 else:
-                    reason = self._deliver(frame.data)
+                    reason = self._deliver(frame.data, name)
                 if reason is not None:
                     log.warning("closing the stream from %s: %s", name, reason)
                     await stream.close(code=aiohttp.WSCloseCode.UNSUPPORTED_DATA)
@@ -410,20 +410,30 @@ class Transport:
             self._streams.discard(stream)
         return stream
 
-    def _deliver(self, body: bytes) -> str | None:
+    def _deliver(self, body: bytes, sender: str) -> str | None:
         """Hand a batch's messages to the replica; the reason when the batch is malformed.
-        A message that does not decode is skipped (and logged): it may be from a newer peer."""
+        A message that does not decode is skipped: it may be from a newer peer. One line
+        per batch says so, however many there are (a batch can hold millions)."""
         try:
             items = unpack_byte_strings(body, input_bytes_max=POST_BYTES_MAX + MESSAGE_BYTES_MAX)
         except DecodeError as exc:
             return exc.reason
+        skipped: list[str] = []
         for data in items:
             try:
                 message = decode_message(data, input_bytes_max=MESSAGE_BYTES_MAX)
             except DecodeError as exc:
-                log.warning("undecodable message: %s", exc.reason)
+                skipped.append(exc.reason)
                 continue
             self.on_message(message)
+        if skipped:
+            log.warning(
+                "%d undecodable message(s) of %d from %s, the first: %s",
+                len(skipped),
+                len(items),
+                sender,
+                skipped[0],
+            )
         return None
 
     def peer_app(self, blocks_handler: Callable[[web.Request], Any]) -> web.Application:

@@ -749,6 +749,9 @@ def assert_lies_met(
     for i in honest:
         counts = log_counts[cluster.name(i)]
         assert counts[f"closing the stream from {liar.name}"] == garbage_sent, counts
+        # One line per batch with undecodable messages (one by stream, one by POST a
+        # round), not one per message: a member cannot flood the log with one batch.
+        assert counts["undecodable message"] == 2 * ROUNDS, counts
 
     # The refused lies were counted, kind by kind, on every honest node.
     for i in honest:
