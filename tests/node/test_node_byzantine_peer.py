@@ -498,18 +498,19 @@ class Campaign:
     def url(self, target: int, path: str) -> str:
         return f"https://{HOST}:{self.cluster.peer_port(target)}{path}"
 
+    def stream(self, target: int) -> Any:
+        """A stream to `target`, opened as the member's node opens one."""
+        return self.session.ws_connect(
+            self.url(target, STREAM_PATH),
+            headers=self.liar.headers,
+            server_hostname=self.cluster.name(target),
+            compress=0,
+        )
+
     async def one_frame(self, target: int, frame: bytes | str) -> str:
         """Open a stream as the member does, write one frame, say how the node answered."""
         try:
-            async with (
-                asyncio.timeout(WAIT_S),
-                self.session.ws_connect(
-                    self.url(target, STREAM_PATH),
-                    headers=self.liar.headers,
-                    server_hostname=self.cluster.name(target),
-                    compress=0,
-                ) as stream,
-            ):
+            async with asyncio.timeout(WAIT_S), self.stream(target) as stream:
                 if isinstance(frame, str):
                     await stream.send_str(frame)
                 else:
@@ -524,15 +525,7 @@ class Campaign:
     async def frames_then_listen(self, target: int, frames: Sequence[bytes]) -> str:
         """Write well-formed batches into a stream; "open" if the node kept it open."""
         try:
-            async with (
-                asyncio.timeout(WAIT_S),
-                self.session.ws_connect(
-                    self.url(target, STREAM_PATH),
-                    headers=self.liar.headers,
-                    server_hostname=self.cluster.name(target),
-                    compress=0,
-                ) as stream,
-            ):
+            async with asyncio.timeout(WAIT_S), self.stream(target) as stream:
                 for frame in frames:
                     await stream.send_bytes(frame)
                 try:
