@@ -418,21 +418,22 @@ class Transport:
             items = unpack_byte_strings(body, input_bytes_max=POST_BYTES_MAX + MESSAGE_BYTES_MAX)
         except DecodeError as exc:
             return exc.reason
-        skipped: list[str] = []
+        skipped, first_reason = 0, ""
         for data in items:
             try:
                 message = decode_message(data, input_bytes_max=MESSAGE_BYTES_MAX)
             except DecodeError as exc:
-                skipped.append(exc.reason)
+                skipped += 1
+                first_reason = first_reason or exc.reason
                 continue
             self.on_message(message)
         if skipped:
             log.warning(
                 "%d undecodable message(s) of %d from %s, the first: %s",
-                len(skipped),
+                skipped,
                 len(items),
                 sender,
-                skipped[0],
+                first_reason,
             )
         return None
 
