@@ -1124,7 +1124,7 @@ def test_malformed_http_is_refused(running: Cluster, before: Snapshot) -> None:
         assert not leaks(reply.body.decode("utf-8", "replace")), line
     assert_unchanged(running, before)
     for i, size in enumerate(log_sizes):
-        written = new_log_text(running, i, size)
+        written = running.log_text(i, size)
         assert "refused a malformed HTTP request" in written, running.name(i)
         assert "Traceback" not in written, written[-3000:]
         assert "Error handling request" not in written, written[-3000:]
@@ -1150,16 +1150,9 @@ def test_a_client_hanging_up_mid_body_gets_no_5xx(running: Cluster, before: Snap
                 assert not leaks(reply.body.decode("utf-8", "replace")), line
     assert_unchanged(running, before)
     for i, size in enumerate(log_sizes):
-        written = new_log_text(running, i, size)
+        written = running.log_text(i, size)
         assert "Traceback" not in written, written[-3000:]
         assert "unhandled error" not in written, written[-3000:]
-
-
-def new_log_text(cluster: Cluster, i: int, since: int) -> str:
-    """What node `i` logged after its log held `since` bytes."""
-    with cluster.log_path(i).open("rb") as log:
-        log.seek(since)
-        return log.read().decode("utf-8", "replace")
 
 
 def describe_answer(cluster: Cluster, i: int, item: Case, reply: Reply | None) -> str:

@@ -646,10 +646,6 @@ def rejected_by_kind(cluster: Cluster, i: int) -> dict[str, float]:
     return counts
 
 
-def log_text(cluster: Cluster, i: int) -> str:
-    return cluster.log_path(i).read_text(errors="replace")
-
-
 def lines_with(text: str, needle: str) -> list[str]:
     return [line for line in text.splitlines() if needle in line]
 
@@ -675,16 +671,9 @@ def assert_committed_everywhere(cluster: Cluster, load: Load, nodes: Sequence[in
         assert len({s["height"] for s in states.values()}) == 1, (tx.id, states)
 
 
-def assert_identical_chains(cluster: Cluster, nodes: Sequence[int], height: int) -> None:
-    chains = {i: cluster.block_hashes(i, height) for i in nodes}
-    for h in range(1, height + 1):
-        hashes = {cluster.name(i): chains[i][h - 1] for i in nodes}
-        assert len(set(hashes.values())) == 1, f"block {h} differs: {hashes}"
-
-
 def assert_no_traceback(cluster: Cluster, nodes: Sequence[int]) -> None:
     for i in nodes:
-        text = log_text(cluster, i)
+        text = cluster.log_text(i)
         if "Traceback" in text:
             start = text.index("Traceback")
             excerpt = text[max(0, start - 800) : start + 3000]
@@ -809,7 +798,7 @@ def test_a_lying_peer_leaves_the_chain_safe_and_live(
         }
         for i in honest
     }
-    logs = {i: log_text(cluster, i) for i in honest}
+    logs = {i: cluster.log_text(i) for i in honest}
     log_counts = {
         cluster.name(i): {
             needle: len(lines_with(logs[i], needle))
@@ -859,7 +848,7 @@ def test_a_lying_peer_leaves_the_chain_safe_and_live(
         status = cluster.status(i)
         assert (status["view"], status["view_active"]) == (view, True), status
         assert not status["diverged"], status
-    assert_identical_chains(cluster, honest, height)
+    cluster.assert_identical_chains(honest, height)
 
     assert_lies_met(cluster, report, log_counts=log_counts, deltas=deltas, honest=honest, liar=liar)
 
@@ -878,7 +867,7 @@ def test_a_lying_peer_leaves_the_chain_safe_and_live(
             cluster.wait_committed(tx.id, i, timeout=60)
     final = cluster.wait_settled(everyone, timeout=60)
     assert final > height
-    assert_identical_chains(cluster, everyone, final)
+    cluster.assert_identical_chains(everyone, final)
     checkpoints = {cluster.name(i): cluster.latest_checkpoint(i) for i in everyone}
     for field in ("height", "block_hash", "state_root", "log_root", "log_size"):
         assert len({c[field] for c in checkpoints.values()}) == 1, (field, checkpoints)

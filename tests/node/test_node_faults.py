@@ -36,13 +36,6 @@ def assert_present(cluster: Cluster, load: Load, nodes: list[int]) -> None:
         assert heights == {commit.height}, (commit.tx.id, commit.height, states)
 
 
-def assert_identical_chains(cluster: Cluster, nodes: list[int], height: int) -> None:
-    chains = {i: cluster.block_hashes(i, height) for i in nodes}
-    for h in range(1, height + 1):
-        hashes = {cluster.name(i): chains[i][h - 1] for i in nodes}
-        assert len(set(hashes.values())) == 1, f"block {h} differs: {hashes}"
-
-
 def wait_view_change(cluster: Cluster, nodes: list[int], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     last: list[Any] = []
@@ -141,7 +134,7 @@ def test_primary_killed_view_change_then_restart_catches_up(
         assert status["primary"] != PRIMARY, status
     assert_present(cluster, load, survivors)
     assert all(c.tx.id in load.commits for c in committed_before.values())
-    assert_identical_chains(cluster, survivors, height)
+    cluster.assert_identical_chains(survivors, height)
 
     # Restart the killed primary: it catches up to the same height and latest block.
     cluster.restart(PRIMARY)
@@ -159,7 +152,7 @@ def test_primary_killed_view_change_then_restart_catches_up(
         cluster.wait_committed(tx.id, PRIMARY, timeout=60)
     final = cluster.wait_settled(timeout=60)
     assert final > height
-    assert_identical_chains(cluster, list(range(cluster.n)), final)
+    cluster.assert_identical_chains(list(range(cluster.n)), final)
 
 
 @pytest.mark.cluster
@@ -205,7 +198,7 @@ def test_backup_killed_under_load_restarts_to_identical_state(
         f"acknowledged but never committed: {load.summary()}; nodes: {cluster.summary()}"
     )
     height = cluster.wait_settled(everyone, timeout=60)
-    assert_identical_chains(cluster, everyone, height)
+    cluster.assert_identical_chains(everyone, height)
     assert_present(cluster, load, everyone)
 
     checkpoints = {cluster.name(i): cluster.latest_checkpoint(i) for i in everyone}
@@ -249,7 +242,7 @@ def test_backup_far_behind_catches_up_while_requests_keep_arriving(
         f"acknowledged but never committed: {load.summary()}; nodes: {cluster.summary()}"
     )
     height = cluster.wait_settled(everyone, timeout=60)
-    assert_identical_chains(cluster, everyone, height)
+    cluster.assert_identical_chains(everyone, height)
     assert_present(cluster, load, everyone)
 
 
@@ -281,4 +274,4 @@ def test_nodes_started_one_by_one_commit_what_the_first_one_took(
         for i in range(cluster.n):
             cluster.wait_committed(tx.id, i, timeout=60)
     height = cluster.wait_settled(timeout=60)
-    assert_identical_chains(cluster, list(range(cluster.n)), height)
+    cluster.assert_identical_chains(list(range(cluster.n)), height)

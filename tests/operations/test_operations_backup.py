@@ -212,10 +212,7 @@ def assert_same_chain_and_state(cluster: Cluster, nodes: list[int], height: int)
     assert {c["height"] for c in checkpoints.values()} == {height}, checkpoints
     for field in ("block_hash", "state_root", "log_root", "log_size"):
         assert len({c[field] for c in checkpoints.values()}) == 1, (field, checkpoints)
-    chains = {i: cluster.block_hashes(i, height) for i in nodes}
-    for h in range(1, height + 1):
-        hashes = {cluster.name(i): chains[i][h - 1] for i in nodes}
-        assert len(set(hashes.values())) == 1, f"block {h} differs: {hashes}"
+    cluster.assert_identical_chains(nodes, height)
 
 
 def assert_all_present(cluster: Cluster, acked: list[Acked], i: int) -> None:

@@ -254,6 +254,12 @@ class Cluster:
     def log_path(self, i: int) -> Path:
         return self.directory(i) / "node.log"
 
+    def log_text(self, i: int, since: int = 0) -> str:
+        """What node `i` logged after its log held `since` bytes (all of it by default)."""
+        with self.log_path(i).open("rb") as log:
+            log.seek(since)
+            return log.read().decode("utf-8", "replace")
+
     def api_port(self, i: int) -> int:
         return self.specs[i].api_port
 
@@ -570,6 +576,13 @@ class Cluster:
     def block_hashes(self, i: int, top: int, workers: int = 8) -> list[str]:
         with ThreadPoolExecutor(workers) as pool:
             return list(pool.map(lambda h: self.block(i, h)["hash"], range(1, top + 1)))
+
+    def assert_identical_chains(self, nodes: Sequence[int], height: int) -> None:
+        """The same block hash at every height up to `height` on each of `nodes`."""
+        chains = {i: self.block_hashes(i, height) for i in nodes}
+        for h in range(1, height + 1):
+            hashes = {self.name(i): chains[i][h - 1] for i in nodes}
+            assert len(set(hashes.values())) == 1, f"block {h} differs: {hashes}"
 
 
 # ---------------------------------------------------------------- load
