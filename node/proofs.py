@@ -1,8 +1,9 @@
 """Building proof bundles from the node's database (see `ledger.proofs` for what they prove).
 
-Rule: a bundle is built against the latest stable checkpoint certificate the
-node holds, and every proof in it is checked against that certificate's roots,
-never against the node's newer, uncertified state. Runs on reader threads.
+Rule: a bundle is built against the latest stable checkpoint certificate of a
+block the node has executed, and every proof in it is checked against that
+certificate's roots, never against the node's newer, uncertified state. All of
+a bundle's reads see one database snapshot. Runs on reader threads.
 """
 
 from __future__ import annotations
@@ -72,7 +73,13 @@ def log_proof(reader: Reader, certificate: CheckpointCertificate, tx_id: bytes) 
 
 
 def latest_certificate(reader: Reader, at_least: int = 0) -> CheckpointCertificate:
-    certificate = reader.latest_certificate()
+    """The newest certificate of a block this node has executed.
+
+    A certificate can be stored before its block is executed here: a replica
+    that lags is sent the other replicas' checkpoint votes, and their quorum is
+    a certificate. The state and log it certifies are not in this database yet.
+    """
+    certificate = reader.latest_certificate(at_most=reader.head().height)
     if certificate is None or certificate.checkpoint.height < at_least:
         raise NotYetProvable("no checkpoint certificate covers this yet")
     return certificate
@@ -103,6 +110,17 @@ def build_bundle(
     state_keys: tuple[bytes, ...] = (),
     tx_ids: tuple[bytes, ...] = (),
     at_least: int = 0,
+) -> ProofBundle:
+    with reader.snapshot():  # one state: the head, the certificate and the trees agree
+        return _build_bundle(reader, genesis, state_keys, tx_ids, at_least)
+
+
+def _build_bundle(
+    reader: Reader,
+    genesis: Genesis,
+    state_keys: tuple[bytes, ...],
+    tx_ids: tuple[bytes, ...],
+    at_least: int,
 ) -> ProofBundle:
     certificate = latest_certificate(reader, at_least)
     return ProofBundle(

@@ -439,8 +439,15 @@ class Reader:
         )
         return None if row is None else decode(CheckpointCertificate, bytes(row[0]))
 
-    def latest_certificate(self) -> CheckpointCertificate | None:
-        row = self.one("SELECT data FROM certificates ORDER BY height DESC LIMIT 1")
+    def latest_certificate(self, at_most: int | None = None) -> CheckpointCertificate | None:
+        """The newest certificate held, or the newest of a height up to `at_most`."""
+        if at_most is None:
+            row = self.one("SELECT data FROM certificates ORDER BY height DESC LIMIT 1")
+        else:
+            row = self.one(
+                "SELECT data FROM certificates WHERE height <= ? ORDER BY height DESC LIMIT 1",
+                at_most,
+            )
         return None if row is None else decode(CheckpointCertificate, bytes(row[0]))
 
     def transaction(self, tx_id: bytes) -> TxEntry | None:

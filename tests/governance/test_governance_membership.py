@@ -187,7 +187,7 @@ def test_a_fifth_institution_joins_while_transactions_flow(consortium: Consortiu
     writer.start()
     try:
         asyncio.run(join_court(consortium, committed))
-    except AssertionError as failure:
+    except (AssertionError, ClientError) as failure:
         raise AssertionError(f"{failure}\n{consortium.logs()}") from failure
     finally:
         stop.set()

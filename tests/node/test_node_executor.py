@@ -10,12 +10,14 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from consensus.events import CommittedBlock
 from ledger.block import Block, BlockHeader, transactions_root
+from ledger.checkpoint import Checkpoint, CheckpointCertificate
 from ledger.encoding import decode, encode
 from ledger.families.evidence import Item, Kind, Register, Registered
 from ledger.families.identity import identity_key
@@ -30,11 +32,12 @@ from node.families.base import Context, TableFamily
 from node.families.evidence import register_reads
 from node.loadgen import make_transactions
 from node.material import InstitutionSpec, create_consortium
-from node.proofs import state_proof
+from node.proofs import NotYetProvable, build_bundle, state_proof
 from node.storage import (
     RECORDS_CACHE_KIB,
     SCHEMA_VERSION,
     WAL_CHECKPOINT_PAGES,
+    Head,
     Reader,
     StorageError,
     Store,
@@ -133,6 +136,47 @@ def test_a_restarted_executor_continues_the_tree_and_old_roots_stay_provable(
             proven = state_proof(reader, old_root, key)
             assert proven.value is None
             verify_exclusion(old_root, key, proven.proof)
+    finally:
+        reader.close()
+
+
+def certificate_of(genesis: Genesis, head: Head) -> CheckpointCertificate:
+    """Unsigned: building a bundle never checks endorsements (its reader does)."""
+    checkpoint = Checkpoint(
+        genesis.chain_id,
+        head.height,
+        head.block_hash,
+        head.state_root,
+        head.log_size,
+        head.log_root,
+        head.time_ms,
+    )
+    return CheckpointCertificate(checkpoint, ())
+
+
+def test_a_bundle_uses_the_newest_certificate_of_an_executed_block(
+    genesis: Genesis, tmp_path: Path
+) -> None:
+    """A lagging replica stores the others' certificate of a block it has not executed
+    yet; a proof asked for then is built on the certificate before it, not on roots
+    this database does not hold yet (that used to end in an internal error)."""
+    path = tmp_path / "chain.db"
+    executed = execute_on(path, genesis, 2).head
+    ahead = replace(executed, height=3, state_root=bytes(32), log_size=executed.log_size + 20)
+    store = Store(path, genesis.genesis_hash)
+    try:
+        store.append_records([certificate_of(genesis, executed), certificate_of(genesis, ahead)])
+    finally:
+        store.close()
+    key = next(iter(state_rows(path)))
+    reader = Reader(path)
+    try:
+        bundle = build_bundle(reader, genesis, (key,))
+        assert bundle.certificate.checkpoint.height == 2
+        [proven] = bundle.state
+        verify_inclusion(executed.state_root, key, proven.value, proven.proof)
+        with pytest.raises(NotYetProvable):
+            build_bundle(reader, genesis, (key,), at_least=3)
     finally:
         reader.close()
 
