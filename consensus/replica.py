@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from consensus.batching import (
@@ -865,11 +866,16 @@ class Replica:
         self.verifier.signed(status)
         self.last_heard_ms = self.now_ms
         self.peer_status[status.replica] = status
-        if self.rejoining and self.rejoin_floor is None and len(self.peer_status) > self.f:
-            # f + 1 peers, one of them honest, say how far the chain is: every vote this
-            # replica signed before it lost its records is for a sequence number at or
-            # below that plus a window (PBFT's recovery estimate of the high watermark).
-            stable = max(s.stable_height for s in self.peer_status.values())
+        if self.rejoining and self.rejoin_floor is None and len(self.peer_status) >= self.quorum:
+            # How far the chain is (PBFT's recovery estimate of the high watermark): every
+            # vote this replica signed before it lost its records is for a sequence number
+            # at or below that plus a window. Of a quorum of peers (2f + 1 or more), f + 1
+            # are honest, so the (f + 1)-th highest stable height they claim is at least
+            # the lowest honest claim, and at most the highest: a liar that claims a height
+            # no one has cannot keep this replica from ever voting again. Waiting for a
+            # quorum asks nothing new: the others must order a window of blocks without
+            # this replica before it rejoins, which they can only do as a quorum.
+            stable = self._peers_claim(lambda s: s.stable_height)
             self.rejoin_floor = stable + self.params.window_size
             self._check_rejoined(out)
         if status.view < self.view:
@@ -1024,7 +1030,12 @@ class Replica:
         that f or fewer claim may be a lie, which alone must move nothing here: a
         primary that claimed a height no one has would otherwise make every backup
         think itself behind and stop timing the requests it ignores."""
-        heights = sorted((s.executed_height for s in self.peer_status.values()), reverse=True)
+        return self._peers_claim(lambda s: s.executed_height)
+
+    def _peers_claim(self, height_of: Callable[[Status], int]) -> int:
+        """The (f + 1)-th highest of a height the peers claim: at least one honest peer
+        claims that much or more. 0 until f + 1 have spoken."""
+        heights = sorted((height_of(s) for s in self.peer_status.values()), reverse=True)
         return heights[self.f] if len(heights) > self.f else 0
 
     def _behind(self) -> bool:

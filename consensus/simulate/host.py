@@ -31,7 +31,8 @@ class Behaviour(Enum):
     EQUIVOCATE = "equivocate"
     """As primary, sends different batches for one sequence number to two halves."""
     FORGE = "forge"
-    """Injects forged, replayed, tampered and out-of-window messages."""
+    """Injects forged, replayed, tampered and out-of-window messages, serves tampered
+    blocks, and announces heights no one has."""
     WRONG_CHECKPOINT = "wrong_checkpoint"
     """Signs checkpoints with a wrong state root."""
     SILENT = "silent"

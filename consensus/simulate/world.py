@@ -46,6 +46,7 @@ from consensus.messages import (
     Prepare,
     PrePrepare,
     Proposal,
+    Status,
     signing_bytes,
 )
 from consensus.replica import Replica
@@ -64,6 +65,8 @@ FETCH_CHUNK_MAX = 32
 TICK_GAP_MIN_MS = 5
 CHECK_INTERVAL_MS = 250
 EVENTS_MAX = 2_000_000
+LIE_HEIGHTS = 1_000_000
+"""How far ahead a forging replica claims to be in its Status."""
 """A run that needs more events than this is a message storm: reported as a liveness failure."""
 
 # Event kinds in the queue.
@@ -542,6 +545,15 @@ class World:
         ):
             self._equivocate(host, message)
             return
+        if host.behaviour is Behaviour.FORGE and isinstance(message, Status):
+            # Heights no one has: f + 1 peers must agree before one moves anything.
+            lie = dataclasses.replace(
+                message,
+                executed_height=message.executed_height + LIE_HEIGHTS,
+                stable_height=message.stable_height + LIE_HEIGHTS,
+            )
+            message = self._sign(host, lie)
+            self.marks["lying_status_sent"] += 1
         keys = replica.keys if target is None else (replica.keys[target],)
         wanted = {self.key_index[k] for k in keys}
         for other in self.hosts:

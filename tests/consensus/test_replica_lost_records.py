@@ -12,7 +12,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from consensus.messages import Commit, Prepare, PrePrepare, Proposal
+from consensus.messages import Commit, Prepare, PrePrepare, Proposal, Status
+from consensus.types import ReplicaId, View
 
 if TYPE_CHECKING:
     from conftest import Cluster
@@ -53,3 +54,49 @@ def test_a_rejoining_primary_proposes_nothing_until_it_is_past_its_old_votes(
     cluster, _ = primary_with_batches_in_flight(make_cluster)
     assert restart_without_records(cluster, rejoining=True) == []
     assert cluster.replicas[0].rejoining
+
+
+def test_a_peer_claiming_a_height_no_one_has_cannot_keep_a_rejoining_replica_out(
+    make_cluster: MakeCluster,
+) -> None:
+    """The rejoin floor is the (f + 1)-th highest stable height that a quorum of peers
+    claims, plus a window: one liar's height is outvoted. (It used to be the highest of
+    the first f + 1 claims, so a liar among them pinned the floor out of reach.)"""
+    cluster = make_cluster()
+    restart_without_records(cluster, rejoining=True)
+    rejoining = cluster.replicas[0]
+    kit = cluster.kit
+    cluster.receive(0, kit.sign(Status(0, View(0), 2**62, 2**62, ReplicaId(3), b"")))
+    cluster.receive(0, kit.sign(Status(0, View(0), 0, 0, ReplicaId(1), b"")))
+    assert rejoining.rejoin_floor is None, "f + 1 claims, one of them perhaps a lie"
+    cluster.receive(0, kit.sign(Status(0, View(0), 0, 0, ReplicaId(2), b"")))
+    assert rejoining.rejoin_floor == cluster.params.window_size
+    assert rejoining.rejoining
+
+
+def test_a_rejoining_replica_votes_again_once_the_chain_passes_the_honest_floor(
+    make_cluster: MakeCluster,
+) -> None:
+    cluster = make_cluster(window_size=4, batch_size_max=1)
+    index = 3
+    restored = dataclasses.replace(cluster.restored(index, []), rejoining=True)
+    cluster.replicas[index] = cluster.kit.replica(index, cluster.params, restored)
+    rejoining = cluster.replicas[index]
+    kit = cluster.kit
+    lie = Status(0, View(0), 2**62, 2**62, ReplicaId(0), b"")
+    for status in (lie, Status(0, View(0), 0, 0, ReplicaId(1), b"")):
+        cluster.receive(index, kit.sign(status))
+    cluster.receive(index, kit.sign(Status(0, View(0), 0, 0, ReplicaId(2), b"")))
+    assert rejoining.rejoin_floor == 4
+    for i in range(6):
+        cluster.now_ms += 10
+        cluster.submit(0, kit.tx(f"after the loss {i}".encode(), cluster.now_ms))
+        cluster.run()
+    assert not rejoining.rejoining
+    assert rejoining.stable_height >= 4
+    assert not [m for m in cluster.sent(index, Prepare) if isinstance(m, Prepare) and m.seq <= 4]
+    cluster.now_ms += 10
+    cluster.submit(0, kit.tx(b"with the rejoined replica", cluster.now_ms))
+    cluster.run()
+    assert rejoining.last_delivered == cluster.replicas[0].last_delivered == 7
+    assert [m.seq for m in cluster.sent(index, Prepare) if isinstance(m, Prepare)][-1] == 7
