@@ -10,6 +10,7 @@ the node's database serve with the same rule.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from consensus.events import CommittedBlock
@@ -25,18 +26,31 @@ class BlockSource(Protocol):
 
 
 def select_fetch_answer(
-    source: BlockSource, from_height: int, chunk_max: int, until_height: int | None = None
+    source: BlockSource,
+    from_height: int,
+    chunk_max: int,
+    until_height: int | None = None,
+    *,
+    size_of: Callable[[CommittedBlock], int] | None = None,
+    bytes_max: int = 0,
 ) -> tuple[CheckpointCertificate | None, tuple[CommittedBlock, ...]] | None:
     """`until_height`: the answer stops there (an epoch's last block: the next blocks are
-    certified by another validator set, which the asker may not know yet)."""
+    certified by another validator set, which the asker may not know yet).
+
+    With `size_of`, the run of blocks also stops once it holds `bytes_max` (at least
+    one block): an answer the asker holds in memory at once stays small. The blocks up
+    to a later certificate, when none is in range, are added whatever their size."""
     if until_height is not None:
         chunk_max = min(chunk_max, until_height - from_height + 1)
     held: list[CommittedBlock] = []
-    while len(held) < chunk_max:
+    size = 0
+    while len(held) < chunk_max and (size_of is None or size < bytes_max or not held):
         block = source.block(from_height + len(held))
         if block is None:
             break
         held.append(block)
+        if size_of is not None:
+            size += size_of(block)
     if not held:
         return None
     end = from_height + len(held) - 1

@@ -38,7 +38,7 @@ from consensus.events import (
 from consensus.messages import Message
 from consensus.replica import Replica
 from node.executor import Executor
-from node.fetching import decode_blocks_answer
+from node.fetching import ANSWER_BYTES_MAX, decode_blocks_answer
 from node.metrics import Metrics
 from node.storage import Store
 from node.transport import Transport
@@ -260,7 +260,7 @@ class Driver:
         path = f"/peer/v1/blocks?from={from_height}"
         if until_height is not None:
             path += f"&until={until_height}"
-        data = await self.transport.fetch(peer, path)
+        data = await self.transport.fetch(peer, path, ANSWER_BYTES_MAX)
         event: Event = FetchFailed(peer)
         if data is not None:
             answer = decode_blocks_answer(data)

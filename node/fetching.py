@@ -7,12 +7,18 @@ from typing import Any, Final
 from consensus.events import CommittedBlock
 from consensus.fetching import select_fetch_answer
 from ledger.checkpoint import CheckpointCertificate
-from ledger.encoding import from_wire, pack, to_wire, unpack
+from ledger.encoding import decode, from_wire, pack, to_wire, unpack
 from ledger.errors import DecodeError
 from node.storage import Reader
 
 FETCH_CHUNK_MAX: Final = 256
-ANSWER_BYTES_MAX: Final = 512 * 1024 * 1024
+ANSWER_BYTES_TARGET: Final = 4 * 1024 * 1024
+"""An answer stops adding blocks once it holds this much (at least one block): a node
+that catches up holds each answer, decoded, in memory at once."""
+ANSWER_BYTES_MAX: Final = 64 * 1024 * 1024
+"""The most an asker reads of an answer: the target, plus the block that crossed it (a
+proposal is at most 16 MiB), plus the blocks up to a later certificate when none is in
+range. A peer that sends more is not read further."""
 
 
 class ReaderBlockSource:
@@ -20,9 +26,18 @@ class ReaderBlockSource:
 
     def __init__(self, reader: Reader) -> None:
         self.reader = reader
+        self.stored_bytes: dict[int, int] = {}
+        """The stored size of each block read, which the answer's size is counted in."""
 
     def block(self, height: int) -> CommittedBlock | None:
-        return self.reader.block(height)
+        data = self.reader.block_data(height)
+        if data is None:
+            return None
+        self.stored_bytes[height] = len(data)
+        return decode(CommittedBlock, data)
+
+    def size_of(self, block: CommittedBlock) -> int:
+        return self.stored_bytes[block.block.header.height]
 
     def latest_certificate_between(self, low: int, high: int) -> CheckpointCertificate | None:
         row = self.reader.one(
@@ -44,7 +59,15 @@ def serve_blocks(reader: Reader, from_height: int, until_height: int | None) -> 
     if until_height is not None:
         ends.append(until_height)
     until = min(ends, default=None)
-    answer = select_fetch_answer(ReaderBlockSource(reader), from_height, FETCH_CHUNK_MAX, until)
+    source = ReaderBlockSource(reader)
+    answer = select_fetch_answer(
+        source,
+        from_height,
+        FETCH_CHUNK_MAX,
+        until,
+        size_of=source.size_of,
+        bytes_max=ANSWER_BYTES_TARGET,
+    )
     if answer is None:
         return None
     certificate, blocks = answer

@@ -411,8 +411,13 @@ class Reader:
         return GENESIS_HEAD if row is None else decode(Head, bytes(row[0]))
 
     def block(self, height: int) -> CommittedBlock | None:
+        data = self.block_data(height)
+        return None if data is None else decode(CommittedBlock, data)
+
+    def block_data(self, height: int) -> bytes | None:
+        """The block as stored (encoded)."""
         row = self.one("SELECT data FROM blocks WHERE height = ?", height)
-        return None if row is None else decode(CommittedBlock, bytes(row[0]))
+        return None if row is None else bytes(row[0])
 
     def blocks(self, start: int, end: int) -> dict[int, CommittedBlock]:
         rows = self.all(

@@ -55,6 +55,7 @@ SENDER_HEADER: Final = "X-Notarychain-Sender"
 MESSAGE_BYTES_MAX: Final = 16 * 1024 * 1024
 POST_BYTES_MAX: Final = 4 * 1024 * 1024
 QUEUE_BYTES_MAX: Final = 64 * 1024 * 1024
+READ_CHUNK_BYTES: Final = 256 * 1024
 BACKOFF_MIN_S: Final = 0.05
 BACKOFF_MAX_S: Final = 2.0
 REQUEST_TIMEOUT_S: Final = 10.0
@@ -338,9 +339,9 @@ class Transport:
         elif target in self.links:
             self.links[target].enqueue(data)
 
-    async def fetch(self, peer: bytes, path: str) -> bytes | None:
+    async def fetch(self, peer: bytes, path: str, bytes_max: int) -> bytes | None:
         """GET a peer-only resource (catch-up) from the node with this key; None if it
-        cannot answer."""
+        cannot answer, or sends more than `bytes_max` (it is not read further)."""
         link = self.links.get(peer)
         if link is None or self.session is None:
             return None
@@ -353,7 +354,17 @@ class Transport:
             ) as response:
                 if response.status != 200:
                     return None
-                return await response.read()
+                body = bytearray()
+                async for chunk in response.content.iter_chunked(READ_CHUNK_BYTES):
+                    body += chunk
+                    if len(body) > bytes_max:
+                        log.warning(
+                            "an answer from %s is over %d bytes; not read further",
+                            link.name,
+                            bytes_max,
+                        )
+                        return None
+                return bytes(body)
         except NETWORK_ERRORS:
             return None
 
@@ -406,6 +417,9 @@ class Transport:
                 if reason is not None:
                     log.warning("closing the stream from %s: %s", name, reason)
                     await stream.close(code=aiohttp.WSCloseCode.UNSUPPORTED_DATA)
+        except ConnectionResetError as exc:
+            # The peer went while this side answered a ping (a node paused or killed).
+            log.info("stream from %s reset: %s", name, exc)
         finally:
             self._streams.discard(stream)
         return stream

@@ -8,9 +8,13 @@ the stream without reaching the replica.
 from __future__ import annotations
 
 import asyncio
+import base64
+import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -74,9 +78,15 @@ async def no_blocks(request: web.Request) -> web.Response:
     return web.Response(status=404)
 
 
-async def serve(transport: Transport, port: int, *, stream: bool = True) -> web.AppRunner:
+async def serve(
+    transport: Transport,
+    port: int,
+    *,
+    stream: bool = True,
+    blocks: Callable[[web.Request], Any] = no_blocks,
+) -> web.AppRunner:
     """The receiver's peer port; without the stream route, as a node that predates it."""
-    app = transport.peer_app(no_blocks)
+    app = transport.peer_app(blocks)
     if not stream:
         app = web.Application()
         app.router.add_post(MESSAGES_PATH, transport.handle_messages)
@@ -191,6 +201,68 @@ async def test_a_malformed_frame_closes_the_stream_and_reaches_no_replica(
             assert closing.data == aiohttp.WSCloseCode.UNSUPPORTED_DATA
         assert receiver.received == []
         await until(lambda: not inbound._streams)
+    finally:
+        await inbound.stop()
+        await runner.cleanup()
+
+
+async def test_a_peer_that_goes_while_its_ping_is_answered_is_logged_not_raised(
+    institutions: tuple[Institution, Institution], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A peer paused or killed mid-stream: its last ping is read after its connection
+    closed, and the pong cannot be written. That used to escape the handler as an
+    error with a traceback in the log; it is one line now."""
+    sender, receiver = institutions
+    inbound = receiver.transport()
+    port = receiver.member().peer_port
+    runner = await serve(inbound, port)
+    try:
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=client_context(sender.tls), server_hostname=RECEIVER
+        )
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            (
+                f"GET {STREAM_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                f"{GENESIS_HEADER}: {sender.genesis.genesis_hash}\r\n{SENDER_HEADER}: {SENDER}\r\n"
+                "\r\n"
+            ).encode()
+        )
+        assert b" 101 " in await reader.readuntil(b"\r\n\r\n")
+        await until(lambda: len(inbound._streams) == 1)
+        mask = os.urandom(4)
+        payload = b"are you there"
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        # A masked PING and the TLS close right behind it, read by the server together.
+        writer.write(bytes([0x89, 0x80 | len(payload)]) + mask + masked)
+        writer.close()
+        await until(lambda: not inbound._streams)
+    finally:
+        await inbound.stop()
+        await runner.cleanup()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+async def test_a_catch_up_answer_is_read_only_up_to_its_bound(
+    sending: tuple[Transport, Institution],
+) -> None:
+    """A peer that answers a fetch with more than the asker reads (a lying peer could
+    send without end) is cut off at the bound, not held in memory."""
+    transport, receiver = sending
+    answer = os.urandom(1024 * 1024)
+
+    async def blocks(request: web.Request) -> web.Response:
+        return web.Response(body=answer)
+
+    inbound = receiver.transport()
+    runner = await serve(inbound, receiver.member().peer_port, blocks=blocks)
+    try:
+        peer = receiver.member().node_key
+        path = "/peer/v1/blocks?from=1"
+        assert await transport.fetch(peer, path, len(answer)) == answer
+        assert await transport.fetch(peer, path, len(answer) - 1) is None
     finally:
         await inbound.stop()
         await runner.cleanup()
