@@ -222,7 +222,15 @@ class EpochStarted:
     member: bool
 
 
-Notice = ViewChanged | StableCheckpoint | Diverged | CatchUp | Rejoined | EpochStarted
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    """The replica was not stepped for `stalled_ms` (its process paused or starved); its
+    request timers started again rather than expire at once."""
+
+    stalled_ms: int
+
+
+Notice = ViewChanged | StableCheckpoint | Diverged | CatchUp | Rejoined | EpochStarted | Resumed
 
 
 @dataclass(slots=True)

@@ -54,6 +54,7 @@ from consensus.events import (
     Rejoined,
     RequestsReceived,
     Restored,
+    Resumed,
     StableCheckpoint,
     Tick,
     ViewChanged,
@@ -213,16 +214,13 @@ class Replica:
         return self.primary_of(self.view) == self.id
 
     def step(self, event: Event, now_ms: int) -> Output:
-        self.now_ms = max(self.now_ms, now_ms)
-        if self._first_step:
-            # The clock is known only now: timers of restored work start here, not at 0.
-            self._first_step = False
-            self.pool.restart_timers(self.now_ms)
-        if not self.active and self.view_change_deadline_ms is None:  # e.g. restored mid-change
-            self.view_change_deadline_ms = self.now_ms + self.view_change_timeout_ms
+        previous_ms, self.now_ms = self.now_ms, max(self.now_ms, now_ms)
         out = Output()
         if self.diverged:
             return out  # a diverged replica signs nothing more; an operator must look
+        self._start_timers_if_unwatched(previous_ms, out)
+        if not self.active and self.view_change_deadline_ms is None:  # e.g. restored mid-change
+            self.view_change_deadline_ms = self.now_ms + self.view_change_timeout_ms
         try:
             match event:
                 case MessageReceived(message=message):
@@ -635,6 +633,31 @@ class Replica:
         if height > self.last_delivered:
             signers = [e.signer for e in certificate.endorsements]
             self._fetch_from(signers[self.last_delivered % len(signers)], out)
+
+    def _start_timers_if_unwatched(self, previous_ms: int, out: Output) -> None:
+        """Timers measure how long this replica watched the primary fail to order.
+
+        At the first step the clock is known only now: timers of restored work start
+        here, not at 0. A replica not stepped for longer than a request timeout (and
+        two status intervals), though a deadline of its own always falls within one
+        status interval, had its process paused or starved: it did not watch
+        meanwhile, and what came in meanwhile is still queued behind this step. Its
+        timers start again rather than expire at once (firing them alone would move
+        it into a view no one else wants, out of the running until the next real
+        view change)."""
+        if self._first_step:
+            self._first_step = False
+            self.pool.restart_timers(self.now_ms)
+            return
+        stalled_ms = self.now_ms - previous_ms
+        params = self.params
+        if stalled_ms <= max(params.request_timeout_ms, 2 * params.status_interval_ms):
+            return
+        self.marks["resumed_after_stall"] += 1
+        self.pool.restart_timers(self.now_ms)
+        if not self.active and self.view_change_deadline_ms is not None:
+            self.view_change_deadline_ms = self.now_ms + self.view_change_timeout_ms
+        out.notices.append(Resumed(stalled_ms))
 
     def _check_rejoined(self, out: Output) -> None:
         """Rejoined once the stable checkpoint passes the floor: everything signed in the

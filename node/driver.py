@@ -31,6 +31,7 @@ from consensus.events import (
     MessageReceived,
     Output,
     Rejoined,
+    Resumed,
     StableCheckpoint,
     Tick,
     ViewChanged,
@@ -234,6 +235,12 @@ class Driver:
                 case Rejoined(stable_height=height):
                     log.info("rejoined at stable height %d: voting again", height)
                     self.rejoined = True
+                case Resumed(stalled_ms=stalled_ms):
+                    log.warning(
+                        "this node did not run for %d ms (paused or starved); "
+                        "its request timers start again",
+                        stalled_ms,
+                    )
                 case CatchUp(peer=peer, from_height=start, to_height=end):
                     self.catch_up = (start, end)
                     log.info("caught up blocks %d..%d from %s", start, end, peer.hex()[:16])

@@ -431,6 +431,16 @@ class Cluster:
         chosen = range(self.n) if replicas is None else replicas
         return [self.step(i, Tick()) for i in chosen if i not in self.down]
 
+    def advance(self, advance_ms: int, step_ms: int = 500) -> list[Output]:
+        """Move the clock as a running runtime does: every live replica is ticked at
+        least every `step_ms` (a jump with no step between is a stall, which restarts
+        the request timers). Returns the outputs of the ticks, network not run."""
+        outputs = []
+        target = self.now_ms + advance_ms
+        while self.now_ms < target:
+            outputs.extend(self.tick(min(step_ms, target - self.now_ms)))
+        return outputs
+
     def _answer(self, index: int, fetch: Fetch) -> Event:
         """A peer's answer to a fetch: its delivered blocks from the height asked for."""
         peer = self.kit.validators.validators.index(fetch.peer)

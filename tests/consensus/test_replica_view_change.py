@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from consensus.events import ViewChanged
+from consensus.events import Resumed, ViewChanged
 from consensus.messages import (
     Commit,
     Message,
@@ -104,6 +104,30 @@ def test_one_peer_claiming_a_height_no_one_has_does_not_silence_the_request_time
     sent = [(t, m.new_view) for t, m in output.send if isinstance(m, ViewChange)]
     assert (None, 1) in sent, output.send
     assert (backup.view, backup.active) == (1, False)
+
+
+def test_a_backup_that_did_not_run_for_a_while_does_not_suspect_at_once(
+    make_cluster: MakeCluster,
+) -> None:
+    """A paused process (SIGSTOP, a starved host) resumes with its clock far past every
+    timer. It did not watch the primary meanwhile, and the peers' news is still queued
+    behind that first step: its timers start again and it says so. Firing them would
+    put it alone in a view no one else wants (seen with a node stopped for 25 s)."""
+    cluster = make_cluster()
+    cluster.filter = from_replica(0)
+    cluster.submit(2, cluster.kit.tx(b"pending while this backup was paused"))
+    cluster.run()
+    backup = cluster.replicas[2]
+
+    [resumed] = cluster.tick(10 * TIMEOUT_MS, replicas=[2])
+    assert not any(isinstance(m, ViewChange) for _, m in resumed.send)
+    assert resumed.notices == [Resumed(10 * TIMEOUT_MS)]
+    assert (backup.view, backup.active) == (0, True)
+
+    # Watched for a whole timeout after that, the primary is suspected as ever.
+    outputs = cluster.advance(TIMEOUT_MS + 500)
+    assert any(isinstance(m, ViewChange) for o in outputs for _, m in o.send)
+    assert backup.view == 1
 
 
 def test_f_plus_1_peers_ahead_make_a_backup_catch_up_rather_than_suspect(

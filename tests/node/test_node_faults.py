@@ -1,4 +1,5 @@
-"""Crash faults: kill -9 the primary or a backup under load, then restart it.
+"""Crash faults: kill -9 the primary or a backup under load, then restart it; and a
+backup paused (SIGSTOP) past its timers, then continued.
 
 The pause after the primary is killed is measured and written to
 `primary_kill_pause.json` under the test's tmp_path (and printed); it is a
@@ -8,6 +9,8 @@ measurement, not an assertion.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -275,3 +278,52 @@ def test_nodes_started_one_by_one_commit_what_the_first_one_took(
             cluster.wait_committed(tx.id, i, timeout=60)
     height = cluster.wait_settled(timeout=60)
     cluster.assert_identical_chains(list(range(cluster.n)), height)
+
+
+@pytest.mark.cluster
+def test_a_paused_backup_resumes_in_the_view_of_the_others(
+    make_cluster: Callable[..., Cluster],
+    fast_consensus: ConsensusSettings,
+) -> None:
+    """A backup stopped (SIGSTOP) for longer than the request timeout, then continued,
+    finds its clock past every request timer. It did not watch the primary meanwhile,
+    so it starts its timers again (and logs it) rather than ask alone for a view no one
+    else wants, which would keep it out of consensus until the next real view change.
+    (Whether its first step sees the timers or the queued news first is up to the
+    event loop; tests/consensus/test_replica_view_change.py pins the timer case.)"""
+    cluster = make_cluster(consensus=fast_consensus)
+    everyone = list(range(cluster.n))
+    others = [i for i in everyone if i != BACKUP]
+    log_start = cluster.log_path(BACKUP).stat().st_size
+    load = cluster.load(others, interval=0.02).start()
+    pid = cluster.processes[BACKUP].pid
+    try:
+        deadline = time.monotonic() + 60
+        while len(load.commits) < 50 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(load.commits) >= 50, f"no progress before the pause: {load.summary()}"
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(5)  # the fast request timeout is 1.5 s
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        continued_at = time.monotonic()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if sum(c.acked_at > continued_at for c in load.commits.values()) >= 100:
+                break
+            time.sleep(0.1)
+        cluster.wait_height(BACKUP, cluster.height(others[0]), timeout=60)
+    finally:
+        load.stop()
+
+    assert not load.not_committed, load.summary()
+    height = cluster.wait_settled(everyone, timeout=60)
+    cluster.assert_identical_chains(everyone, height)
+    statuses = [cluster.status(i) for i in everyone]
+    assert [(s["view"], s["view_active"]) for s in statuses] == [(0, True)] * cluster.n, (
+        cluster.summary()
+    )
+    log = cluster.log_text(BACKUP, since=log_start)
+    assert "did not run for" in log, log[-2000:]
+    assert "view 1 requested" not in log
