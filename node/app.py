@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,26 @@ READY_LAG_BLOCKS_MAX = 5
 
 class StartupError(Exception):
     """The node cannot start; the message is the one line the operator sees."""
+
+
+class NodeStopped(Exception):
+    """The running node stopped on a failure; the message is the one line the operator
+    sees (the log has the detail)."""
+
+
+def stop_reason(failure: BaseException) -> str:
+    """What made consensus or execution stop, for the log and the operator.
+
+    A database that cannot be written (a full or failing disk, a file size limit) is
+    an operating fault, not a bug: one line says what to do. Anything else is a bug,
+    and the log keeps its traceback.
+    """
+    if isinstance(failure, sqlite3.Error):
+        return (
+            f"the database could not be written ({failure}): free disk space or fix the "
+            "disk, then start the node again; it resumes from what it stored and catches up"
+        )
+    return f"internal error ({type(failure).__name__}: {failure}); see the log"
 
 
 def load_genesis_file(path: Path) -> Genesis:
@@ -315,12 +336,17 @@ class Node:
         )
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({driver, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if driver in done:
-            driver.result()  # a crash of the driver is a bug: let it surface
+        failure = driver.exception() if driver in done else None
+        if failure is not None:
+            reason = stop_reason(failure)
+            log.critical(
+                "the node stops: %s",
+                reason,
+                exc_info=None if isinstance(failure, sqlite3.Error) else failure,
+            )
         for task in (driver, trimmer):
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(driver, trimmer, return_exceptions=True)  # the failure is known
         await self.transport.stop()
         await api_runner.cleanup()
         await peer_runner.cleanup()
@@ -329,6 +355,8 @@ class Node:
         self.records.close()
         self.store.close()
         log.info("node %s stopped", self.config.institution)
+        if failure is not None:
+            raise NodeStopped(f"the node stopped: {reason}")
 
 
 async def run_until_signal(config: NodeConfig) -> None:

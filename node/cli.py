@@ -18,7 +18,7 @@ from ledger import __version__
 from ledger.errors import LedgerError
 from ledger.tx import BATCH_TRANSACTIONS_MAX
 from node import eventloop
-from node.app import StartupError, load_genesis_file, run_until_signal
+from node.app import NodeStopped, StartupError, load_genesis_file, run_until_signal
 from node.bench import BenchOptions, print_summary, run_bench
 from node.config import ConfigError, load_node_config
 from node.families import code_hashes
@@ -287,7 +287,7 @@ def _run(args: argparse.Namespace) -> int:
     configure(config.institution, args.log_format or config.log.format, config.log.level, None)
     try:
         eventloop.run(run_until_signal(config))
-    except StartupError as exc:
+    except (StartupError, NodeStopped) as exc:
         return _fail(str(exc))
     return 0
 

@@ -121,7 +121,22 @@ class Driver:
     # ------------------------------------------------------------ the loop
 
     async def run(self) -> None:
-        await asyncio.gather(self._consensus_loop(), self._execution_loop())
+        """Both loops until one fails: the other is then cancelled (it must not go on
+        alone, say ordering blocks that nothing executes) and the failure raised."""
+        loops = [
+            asyncio.create_task(self._consensus_loop(), name="consensus"),
+            asyncio.create_task(self._execution_loop(), name="execution"),
+        ]
+        try:
+            done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+        for task in done:
+            failure = task.exception()
+            if failure is not None:
+                raise failure
 
     async def _consensus_loop(self) -> None:
         while True:

@@ -1,5 +1,5 @@
 """Crash faults: kill -9 the primary or a backup under load, then restart it; and a
-backup paused (SIGSTOP) past its timers, then continued.
+backup paused (SIGSTOP) past its timers, then continued; a node whose disk fills.
 
 The pause after the primary is killed is measured and written to
 `primary_kill_pause.json` under the test's tmp_path (and printed); it is a
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import time
 from collections.abc import Callable
@@ -327,3 +328,52 @@ def test_a_paused_backup_resumes_in_the_view_of_the_others(
     log = cluster.log_text(BACKUP, since=log_start)
     assert "did not run for" in log, log[-2000:]
     assert "view 1 requested" not in log
+
+
+@pytest.mark.cluster
+def test_a_node_that_cannot_write_its_database_stops_with_one_line_and_resumes_later(
+    make_cluster: Callable[..., Cluster],
+    fast_consensus: ConsensusSettings,
+) -> None:
+    """A full disk, made real with a file size limit on the node's process: its next
+    write fails. It stops at once with one line that says what to do (no traceback, and
+    no loop left running alone), and, started again with room, it resumes from what it
+    stored and catches up; nothing acknowledged is lost."""
+    cluster = make_cluster(consensus=fast_consensus)
+    everyone = list(range(cluster.n))
+    others = [i for i in everyone if i != BACKUP]
+    log_start = cluster.log_path(BACKUP).stat().st_size
+    load = cluster.load(others, interval=0.02).start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(load.commits) < 50 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(load.commits) >= 50, f"no progress before the disk fills: {load.summary()}"
+        data = cluster.log_path(BACKUP).parent
+        largest = max(p.stat().st_size for p in data.rglob("*") if p.is_file())
+        limit = largest + 1_000_000
+        resource.prlimit(cluster.processes[BACKUP].pid, resource.RLIMIT_FSIZE, (limit, limit))
+        cluster.processes[BACKUP].wait(timeout=60)
+        assert cluster.processes[BACKUP].returncode == 1
+        log = cluster.log_text(BACKUP, since=log_start)
+        assert "Traceback" not in log, log[-3000:]
+        last = log.strip().splitlines()[-1]
+        assert last.startswith("notarychain-node: the node stopped: the database could not be")
+        assert "free disk space" in last
+
+        cluster.start([BACKUP])  # a new process, without the limit
+        cluster.wait_ready()
+        load.targets = everyone
+        restarted_at = time.monotonic()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if sum(c.acked_at > restarted_at for c in load.commits.values()) >= 50:
+                break
+            time.sleep(0.1)
+    finally:
+        load.stop()
+
+    assert not load.not_committed, load.summary()
+    height = cluster.wait_settled(everyone, timeout=60)
+    cluster.assert_identical_chains(everyone, height)
+    assert_present(cluster, load, everyone)
