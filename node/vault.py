@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -112,6 +113,19 @@ class Usage:
     size: int
 
 
+DISK_FULL_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def _storage_error(exc: OSError) -> OSError | VaultError:
+    """The error a failed write becomes: a full disk is said so; anything else stays an
+    OSError (a fault of this node, answered as an internal error and logged)."""
+    if exc.errno in DISK_FULL_ERRNOS:
+        return VaultError(
+            507, "storage_full", "this node's disk is full; try a node that keeps the entry"
+        )
+    return exc
+
+
 class VaultStore:
     """The chunk and manifest files of one node (synchronous: call it on `pool`)."""
 
@@ -157,16 +171,22 @@ class VaultStore:
     # ------------------------------------------------------------ writing
 
     def _write_atomically(self, path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=self.tmp)
+        """A full disk (or quota, or file size limit) is the client's 507, not a 500."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, temporary = tempfile.mkstemp(dir=self.tmp)
+        except OSError as exc:
+            raise _storage_error(exc) from None
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temporary, path)
-        except BaseException:
+        except BaseException as exc:
             Path(temporary).unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise _storage_error(exc) from None
             raise
 
     def put_manifest(self, entry: Entry, data: bytes) -> bool:
@@ -196,7 +216,7 @@ class VaultStore:
         try:
             self._write_atomically(self.usage_path(entry.evidence_id), json.dumps(record).encode())
             self._write_atomically(path, data)
-        except OSError:
+        except (OSError, VaultError):
             with self._lock:
                 self.usage[entry.owner] -= entry.ciphertext_size
             raise

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
+import resource
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,3 +127,36 @@ def test_an_erasure_in_a_block_removes_the_entrys_files(store: VaultStore) -> No
     assert not any(store.has_chunk(hashlib.sha256(c).digest()) for c in data)
     assert store.has_chunk(hashlib.sha256(kept[0]).digest())
     assert store.usage[stored.owner] == other.ciphertext_size
+
+
+@contextlib.contextmanager
+def file_size_limit(limit_bytes: int) -> Iterator[None]:
+    """A full disk, for real: this process cannot write a file past `limit_bytes`
+    (Python ignores SIGXFSZ, so the write fails with EFBIG)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def test_a_full_disk_is_a_507_that_keeps_nothing_and_counts_nothing(
+    store: VaultStore,
+) -> None:
+    data = chunks(3)
+    stored = entry(data)
+    with file_size_limit(50), pytest.raises(VaultError) as manifest_refused:
+        store.put_manifest(stored, manifest_of(data))
+    assert (manifest_refused.value.status, manifest_refused.value.code) == (507, "storage_full")
+    assert store.usage.get(stored.owner, 0) == 0
+    assert store.read_manifest(stored.evidence_id) is None
+
+    store.put_manifest(stored, manifest_of(data))
+    digest = hashlib.sha256(data[0]).digest()
+    with file_size_limit(500), pytest.raises(VaultError) as chunk_refused:
+        store.put_chunk(digest, data[0])
+    assert (chunk_refused.value.status, chunk_refused.value.code) == (507, "storage_full")
+    assert not store.has_chunk(digest)
+    assert list(store.tmp.iterdir()) == []
+    assert store.put_chunk(digest, data[0])  # with room again
