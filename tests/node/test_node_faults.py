@@ -40,6 +40,17 @@ def assert_present(cluster: Cluster, load: Load, nodes: list[int]) -> None:
         assert heights == {commit.height}, (commit.tx.id, commit.height, states)
 
 
+def acked_after(load: Load, count: int, after: float = 0.0, timeout: float = 60.0) -> int:
+    """Wait (up to `timeout`) for `count` transactions acknowledged after the monotonic
+    time `after`; the number there is."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = sum(c.acked_at > after for c in load.commits.values())
+        if seen >= count or time.monotonic() >= deadline:
+            return seen
+        time.sleep(0.1)
+
+
 def wait_view_change(cluster: Cluster, nodes: list[int], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     last: list[Any] = []
@@ -68,11 +79,7 @@ def test_primary_killed_view_change_then_restart_catches_up(
     load = cluster.load(survivors, interval=0.02).start()
     monitor = cluster.monitor(survivors[0]).start()
     try:
-        before = time.monotonic()
-        deadline = before + 60
-        while len(load.commits) < 50 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert len(load.commits) >= 50, f"no progress before the kill: {load.summary()}"
+        assert acked_after(load, 50) >= 50, f"no progress before the kill: {load.summary()}"
         committed_before = dict(load.commits)
 
         height_at_kill = cluster.height(survivors[0])
@@ -81,14 +88,8 @@ def test_primary_killed_view_change_then_restart_catches_up(
 
         wait_view_change(cluster, survivors)
         # Commits resume: transactions submitted after the view change commit.
-        resume_deadline = time.monotonic() + 60
-        while time.monotonic() < resume_deadline:
-            after = [c for c in load.commits.values() if c.acked_at > killed_at]
-            if len(after) >= 50:
-                break
-            time.sleep(0.1)
-        after = [c for c in load.commits.values() if c.acked_at > killed_at]
-        assert len(after) >= 50, f"commits did not resume after the kill: {load.summary()}"
+        resumed = acked_after(load, 50, killed_at)
+        assert resumed >= 50, f"commits did not resume after the kill: {load.summary()}"
     finally:
         load.stop()
         monitor.stop()
@@ -170,29 +171,16 @@ def test_backup_killed_under_load_restarts_to_identical_state(
 
     load = cluster.load(others, interval=0.02).start()
     try:
-        deadline = time.monotonic() + 60
-        while len(load.commits) < 50 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert len(load.commits) >= 50, f"no progress before the kill: {load.summary()}"
+        assert acked_after(load, 50) >= 50, f"no progress before the kill: {load.summary()}"
         cluster.kill(BACKUP)
         killed_at = time.monotonic()
         # The other three keep committing without it.
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if sum(c.acked_at > killed_at for c in load.commits.values()) >= 100:
-                break
-            time.sleep(0.1)
-        assert sum(c.acked_at > killed_at for c in load.commits.values()) >= 100, load.summary()
+        assert acked_after(load, 100, killed_at) >= 100, load.summary()
         cluster.restart(BACKUP)
         cluster.wait_ready()
         load.targets = everyone  # clients reach the restarted backup too
         restarted_at = time.monotonic()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if sum(c.acked_at > restarted_at for c in load.commits.values()) >= 100:
-                break
-            time.sleep(0.1)
-        assert sum(c.acked_at > restarted_at for c in load.commits.values()) >= 100, (
+        assert acked_after(load, 100, restarted_at) >= 100, (
             f"{load.summary()}; nodes: {cluster.summary()}"
         )
     finally:
@@ -299,21 +287,13 @@ def test_a_paused_backup_resumes_in_the_view_of_the_others(
     load = cluster.load(others, interval=0.02).start()
     pid = cluster.processes[BACKUP].pid
     try:
-        deadline = time.monotonic() + 60
-        while len(load.commits) < 50 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert len(load.commits) >= 50, f"no progress before the pause: {load.summary()}"
+        assert acked_after(load, 50) >= 50, f"no progress before the pause: {load.summary()}"
         os.kill(pid, signal.SIGSTOP)
         try:
             time.sleep(5)  # the fast request timeout is 1.5 s
         finally:
             os.kill(pid, signal.SIGCONT)
-        continued_at = time.monotonic()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if sum(c.acked_at > continued_at for c in load.commits.values()) >= 100:
-                break
-            time.sleep(0.1)
+        acked_after(load, 100, time.monotonic())
         cluster.wait_height(BACKUP, cluster.height(others[0]), timeout=60)
     finally:
         load.stop()
@@ -345,10 +325,7 @@ def test_a_node_that_cannot_write_its_database_stops_with_one_line_and_resumes_l
     log_start = cluster.log_path(BACKUP).stat().st_size
     load = cluster.load(others, interval=0.02).start()
     try:
-        deadline = time.monotonic() + 60
-        while len(load.commits) < 50 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert len(load.commits) >= 50, f"no progress before the disk fills: {load.summary()}"
+        assert acked_after(load, 50) >= 50, f"no progress before the disk fills: {load.summary()}"
         data = cluster.log_path(BACKUP).parent
         largest = max(p.stat().st_size for p in data.rglob("*") if p.is_file())
         limit = largest + 1_000_000
@@ -364,12 +341,7 @@ def test_a_node_that_cannot_write_its_database_stops_with_one_line_and_resumes_l
         cluster.start([BACKUP])  # a new process, without the limit
         cluster.wait_ready()
         load.targets = everyone
-        restarted_at = time.monotonic()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if sum(c.acked_at > restarted_at for c in load.commits.values()) >= 50:
-                break
-            time.sleep(0.1)
+        assert acked_after(load, 50, time.monotonic()) >= 50, load.summary()
     finally:
         load.stop()
 
