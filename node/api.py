@@ -30,6 +30,7 @@ from consensus.events import RequestsReceived
 from ledger.encoding import decode, pack, to_wire, unpack_byte_strings
 from ledger.errors import DecodeError
 from ledger.families import Refusal
+from ledger.hashing import HASH_BYTES
 from ledger.tx import BATCH_TRANSACTIONS_MAX, Transaction
 from node.admission import AdmissionRefusal, Admitted
 from node.openapi import OPENAPI
@@ -144,7 +145,8 @@ def _node(request: web.Request) -> Node:
     return request.app[NODE_KEY]
 
 
-def _hex_param(request: web.Request, name: str, length: int) -> bytes:
+def hex_param(request: web.Request, name: str = "id", length: int = HASH_BYTES) -> bytes:
+    """A path parameter of `length` bytes in hex; 400 `bad_id` otherwise."""
     text = request.match_info[name]
     try:
         value = bytes.fromhex(text)
@@ -317,7 +319,7 @@ def _enqueue(
 
 async def get_transaction(request: web.Request) -> web.Response:
     node = _node(request)
-    tx_id = _hex_param(request, "tx_id", 32)
+    tx_id = hex_param(request, "tx_id")
     wait_s = min(float(int_param(request.query.get("wait", "0"), "wait")), WAIT_S_MAX)
     status = await node.transaction_status(tx_id)
     if status["state"] == "pending" and wait_s > 0:

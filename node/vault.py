@@ -74,7 +74,7 @@ from ledger.families.vault import (
 )
 from ledger.keys import verify
 from ledger.views import view
-from node.api import NODE_KEY, ApiError, int_param, respond
+from node.api import NODE_KEY, ApiError, hex_param, int_param, respond
 from node.storage import Reader
 
 if TYPE_CHECKING:
@@ -369,16 +369,6 @@ VAULT_KEY: Final[web.AppKey[VaultService]] = web.AppKey("vault", VaultService)
 # ---------------------------------------------------------------- request checks
 
 
-def _hex_id(request: web.Request, name: str = "id") -> bytes:
-    try:
-        value = bytes.fromhex(request.match_info[name])
-    except ValueError:
-        raise ApiError(400, "bad_id", f"{name} must be hex") from None
-    if len(value) != HASH_BYTES:
-        raise ApiError(400, "bad_id", f"{name} must be {HASH_BYTES} bytes")
-    return value
-
-
 def _index(request: web.Request) -> int:
     return int_param(request.match_info["index"], "the chunk index")
 
@@ -423,7 +413,7 @@ async def _entry(node: Node, evidence_id: bytes) -> Entry:
 async def _upload_entry(request: web.Request, index: int) -> tuple[Entry, SignedUpload]:
     """Check a signed upload of the manifest (index -1) or a chunk; the entry it is for."""
     node = request.app[NODE_KEY]
-    evidence_id = _hex_id(request)
+    evidence_id = hex_param(request)
     signed = _signed(request, UPLOAD_HEADER, SignedUpload)
     upload = signed.request
     _check_fresh(node, upload.chain_id, upload.time_ms)
@@ -487,7 +477,7 @@ def _download_check(
 
 async def _download_entry(request: web.Request, index: int) -> Entry:
     node = request.app[NODE_KEY]
-    evidence_id = _hex_id(request)
+    evidence_id = hex_param(request)
     signed = _signed(request, DOWNLOAD_HEADER, SignedDownload)
     wanted = signed.request
     _check_fresh(node, wanted.chain_id, wanted.time_ms)
@@ -568,7 +558,7 @@ async def get_chunk(request: web.Request) -> web.StreamResponse:
     index = _index(request)
     if request.method == "HEAD":
         node = request.app[NODE_KEY]
-        entry = await _entry(node, _hex_id(request))
+        entry = await _entry(node, hex_param(request))
         expected = await _expected_hash(vault, entry, index)
         present = await vault.io(vault.store.has_chunk, expected)
         return web.Response(status=200 if present else 404)
@@ -583,7 +573,7 @@ async def get_chunk(request: web.Request) -> web.StreamResponse:
 async def get_entry(request: web.Request) -> web.Response:
     """The entry with its history (unproven, like the other record look-ups)."""
     node = request.app[NODE_KEY]
-    evidence_id = _hex_id(request)
+    evidence_id = hex_param(request)
 
     def read(reader: Reader) -> dict[str, Any] | None:
         data = reader.state(entry_key(evidence_id))
@@ -644,17 +634,19 @@ def add_vault_routes(app: web.Application) -> None:
     router.add_get("/v1/vault/entries/{id}/chunks/{index}", get_chunk)
     router.add_get(
         "/v1/vault/grants/{id}/{reader}",
-        _record_route(GrantRecord, lambda r: grant_key(_hex_id(r), _hex_id(r, "reader")), "grant"),
+        _record_route(
+            GrantRecord, lambda r: grant_key(hex_param(r), hex_param(r, "reader")), "grant"
+        ),
     )
     router.add_get(
         "/v1/vault/requests/{id}",
-        _record_route(AccessRequest, lambda r: request_key(_hex_id(r)), "access_request"),
+        _record_route(AccessRequest, lambda r: request_key(hex_param(r)), "access_request"),
     )
     router.add_get(
         "/v1/vault/downloads/{id}",
-        _record_route(DownloadAuthorization, lambda r: download_key(_hex_id(r)), "authorization"),
+        _record_route(DownloadAuthorization, lambda r: download_key(hex_param(r)), "authorization"),
     )
     router.add_get(
         "/v1/vault/encryption-keys/{id}",
-        _record_route(EncryptionKey, lambda r: encryption_key_key(_hex_id(r)), "encryption_key"),
+        _record_route(EncryptionKey, lambda r: encryption_key_key(hex_param(r)), "encryption_key"),
     )
