@@ -6,7 +6,8 @@ continuously and records every transaction whose commit was acknowledged. A
 nemesis, in turn and never with more than f nodes faulty at once: kills a
 node with SIGKILL and restarts it later; kills the primary; cuts one node off
 (both directions) or cuts single links (one direction); slows links; restarts
-a node with its clock skewed within the consensus bound. At the end it heals
+a node with its clock skewed within the consensus bound; pauses a node
+(SIGSTOP, then SIGCONT). At the end it heals
 everything and checks that every acknowledged transaction is on every node,
 that all nodes hold identical chains and state roots, that no more than f
 faults were ever active at once, and that commits resumed after every fault;
@@ -258,6 +259,7 @@ class Soak:
             self._cut_links,
             self._slow_links,
             self._skew,
+            self._pause,
         ]
         while True:
             gap_s = self.rng.uniform(*FAULT_GAP_S)
@@ -365,6 +367,23 @@ class Soak:
         self._write_transport(node.config, self.proxies[self.nodes.index(node)].port, offset)
         self.start(node)
         await self._hold()
+        self._end(node)
+
+    async def _pause(self, session: aiohttp.ClientSession) -> None:
+        """SIGSTOP, then SIGCONT: a frozen virtual machine or a long collector pause. The
+        node wakes with its clock past its timers and its peers' news still queued."""
+        if len(self.faulty) >= self.f or not self._candidates():
+            return
+        node = self.rng.choice(self._candidates())
+        process = node.process
+        assert process is not None
+        self._begin(node, "pause (SIGSTOP)")
+        process.send_signal(signal.SIGSTOP)
+        try:
+            await self._hold()
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGCONT)
         self._end(node)
 
     # ------------------------------------------------------------ the end
