@@ -34,6 +34,11 @@ class Parameters:
     request_timeout_ms: int = 3_000
     """A request pending this long without being ordered, and without any block delivered
     meanwhile, makes a replica suspect the primary (and share the request with all)."""
+    suspect_in_touch_only: bool = True
+    """A backup suspects the primary only while it hears from enough peers to make a
+    quorum with them (their Status within three status intervals). One cut off would
+    otherwise ask alone for a view no one else wants, and stay outside consensus until
+    the next real view change; it waits another timeout instead."""
     request_wait_max_ms: int = 30_000
     """However busy the primary, a request pending this long makes a replica suspect it
     (a primary that orders others' requests but censors one is replaced too)."""

@@ -93,10 +93,12 @@ S = TypeVar("S", bound=Signed)
 GENESIS_HASH = EMPTY_ROOT
 NO_EPOCH_END = 2**63
 SILENCE_STATUS_INTERVALS = 3
+"""A peer not heard for this many status intervals is out of touch (a replica that hears
+no peer polls for blocks; one that hears too few does not suspect the primary)."""
 VIEW_AHEAD_MAX = 1_000
+"""ViewChanges for views further ahead than this are refused (they would pin memory)."""
 REFORWARD_REQUESTS_MAX = 256
 """Waiting requests shared again per request timeout while the primary makes progress."""
-"""ViewChanges for views further ahead than this are refused (they would pin memory)."""
 
 
 class Replica:
@@ -191,6 +193,8 @@ class Replica:
         self.fetch_rotation = 0
         self.last_heard_ms = 0
         """When a peer's Status last arrived (a silent set makes this replica poll for blocks)."""
+        self.heard_ms: dict[ReplicaId, int] = {}
+        """When each peer's Status last arrived."""
         self.next_resend_ms = 0
         self.next_status_ms = 0
 
@@ -867,6 +871,7 @@ class Replica:
         self.my_view_changes.clear()
         self.new_view_message = None
         self.peer_status.clear()
+        self.heard_ms.clear()
         self.next_seq = SeqNo(self.last_delivered + 1)
         self.pool.clear_batches()
         self.pool.restart_timers(self.now_ms)
@@ -887,7 +892,7 @@ class Replica:
         if status.replica == self.id or not self.member:
             return
         self.verifier.signed(status)
-        self.last_heard_ms = self.now_ms
+        self.last_heard_ms = self.heard_ms[status.replica] = self.now_ms
         self.peer_status[status.replica] = status
         if self.rejoining and self.rejoin_floor is None and len(self.peer_status) >= self.quorum:
             # How far the chain is (PBFT's recovery estimate of the high watermark): every
@@ -984,7 +989,14 @@ class Replica:
             self._on_view_change_timeout(out)
         elif self.active and (timers := self._request_timers_ms()) is not None:
             reforward_at, suspect_at = timers
-            if now >= suspect_at:
+            if now >= suspect_at and not self._in_touch_with_a_quorum():
+                # Cut off: a view change needs a quorum, so asking for one alone would only
+                # strand this replica in a view no one else wants. Wait a timeout more for
+                # news, and share the requests in case only the primary is out of reach.
+                self.marks["suspicion_held_out_of_touch"] += 1
+                self.pool.restart_timers(now)
+                self._share_waiting_requests(params.batch_size_max, out)
+            elif now >= suspect_at:
                 # Tell the other replicas about the requests the primary ignores, so that
                 # they time them too and join the view change (the primary alone had them).
                 self._share_waiting_requests(params.batch_size_max, out)
@@ -1005,6 +1017,15 @@ class Replica:
                 # No peer of this validator set is talking to us (they may have moved on to
                 # the next set, or we were cut off): ask them for blocks instead.
                 self._poll_fetch(out)
+
+    def _in_touch_with_a_quorum(self) -> bool:
+        """Whether this replica heard lately from enough peers to make a quorum with them
+        (each sends its Status every status interval)."""
+        if not self.params.suspect_in_touch_only:
+            return True
+        since = self.now_ms - SILENCE_STATUS_INTERVALS * self.params.status_interval_ms
+        heard = sum(1 for at in self.heard_ms.values() if at >= since)
+        return heard >= self.quorum - 1
 
     def _on_view_change_timeout(self, out: Output) -> None:
         if not self.view_change_quorum_seen:

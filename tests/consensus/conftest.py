@@ -328,7 +328,7 @@ class Cluster:
     ) -> None:
         self.kit = Kit(n)
         self.n = n
-        self.params = params or Parameters()
+        self.params = params or Parameters(suspect_in_touch_only=False)
         self.now_ms = now_ms
         self.auto_execute = auto_execute
         salts = salts or {}
@@ -566,6 +566,10 @@ def make_cluster() -> Callable[..., Cluster]:
         salts: dict[int, bytes] | None = None,
         **parameters: Any,
     ) -> Cluster:
+        # Scripted tests time requests out without the Status traffic of a running
+        # cluster, so a backup here suspects without checking it is in touch (the rule
+        # has tests of its own, and the simulator and the nodes run with it).
+        parameters.setdefault("suspect_in_touch_only", False)
         return Cluster(n, Parameters(**parameters), auto_execute=auto_execute, salts=salts)
 
     return build

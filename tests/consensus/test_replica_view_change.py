@@ -130,6 +130,40 @@ def test_a_backup_that_did_not_run_for_a_while_does_not_suspect_at_once(
     assert backup.view == 1
 
 
+def test_a_backup_cut_off_from_its_peers_holds_its_suspicion(
+    make_cluster: MakeCluster,
+) -> None:
+    """A view change needs a quorum. A backup that hears from too few peers to make one
+    (a partition around it) would only strand itself in a view no one else wants, out of
+    consensus until the next real view change; it waits another timeout instead."""
+    cluster = make_cluster(suspect_in_touch_only=True)
+    cluster.filter = lambda sender, receiver, m: receiver != 2  # replica 2 hears no one
+    cluster.submit(2, cluster.kit.tx(b"pending while cut off"))
+    cluster.run()
+    backup = cluster.replicas[2]
+    cluster.receive(2, cluster.kit.sign(Status(0, View(0), 0, 0, ReplicaId(1), b"")))
+    cluster.advance(3 * TIMEOUT_MS + 1)
+    assert cluster.sent(2, ViewChange) == []
+    assert (backup.view, backup.active) == (0, True)
+    assert backup.marks["suspicion_held_out_of_touch"] >= 2
+
+
+def test_a_backup_in_touch_with_a_quorum_suspects_a_silent_primary(
+    make_cluster: MakeCluster,
+) -> None:
+    cluster = make_cluster(suspect_in_touch_only=True)
+    cluster.filter = from_replica(0)
+    cluster.submit(2, cluster.kit.tx(b"ignored by a silent primary"))
+    cluster.run()
+    backup = cluster.replicas[2]
+    cluster.now_ms += TIMEOUT_MS
+    for peer in (1, 3):  # the peers' Status of the last interval
+        cluster.receive(2, cluster.kit.sign(Status(0, View(0), 0, 0, ReplicaId(peer), b"")))
+    [output] = cluster.tick(1, replicas=[2])
+    assert any(isinstance(m, ViewChange) and m.new_view == 1 for _, m in output.send)
+    assert (backup.view, backup.active) == (1, False)
+
+
 def test_f_plus_1_peers_ahead_make_a_backup_catch_up_rather_than_suspect(
     make_cluster: MakeCluster,
 ) -> None:
