@@ -36,7 +36,7 @@ class Parameters:
     meanwhile, makes a replica suspect the primary (and share the request with all)."""
     suspect_in_touch_only: bool = True
     """A backup suspects the primary only while it hears from enough peers to make a
-    quorum with them (their Status within three status intervals). One cut off would
+    quorum with them (their Status within two status intervals). One cut off would
     otherwise ask alone for a view no one else wants, and stay outside consensus until
     the next real view change; it waits another timeout instead."""
     request_wait_max_ms: int = 30_000

@@ -93,8 +93,12 @@ S = TypeVar("S", bound=Signed)
 GENESIS_HASH = EMPTY_ROOT
 NO_EPOCH_END = 2**63
 SILENCE_STATUS_INTERVALS = 3
-"""A peer not heard for this many status intervals is out of touch (a replica that hears
-no peer polls for blocks; one that hears too few does not suspect the primary)."""
+"""A replica that hears no peer for this many status intervals polls for blocks."""
+IN_TOUCH_STATUS_INTERVALS = 2
+"""A peer heard within this many status intervals is in touch (a replica that hears too
+few peers does not suspect the primary). Shorter than a request timeout would be too
+tight for a Status that waits behind load; longer lets a replica cut off at about the
+time a request arrived still count its peers when the request's timer expires."""
 VIEW_AHEAD_MAX = 1_000
 """ViewChanges for views further ahead than this are refused (they would pin memory)."""
 REFORWARD_REQUESTS_MAX = 256
@@ -1023,7 +1027,7 @@ class Replica:
         (each sends its Status every status interval)."""
         if not self.params.suspect_in_touch_only:
             return True
-        since = self.now_ms - SILENCE_STATUS_INTERVALS * self.params.status_interval_ms
+        since = self.now_ms - IN_TOUCH_STATUS_INTERVALS * self.params.status_interval_ms
         heard = sum(1 for at in self.heard_ms.values() if at >= since)
         return heard >= self.quorum - 1
 
