@@ -65,9 +65,9 @@ FETCH_CHUNK_MAX = 32
 TICK_GAP_MIN_MS = 5
 CHECK_INTERVAL_MS = 250
 EVENTS_MAX = 2_000_000
+"""A run that needs more events than this is a message storm: reported as a liveness failure."""
 LIE_HEIGHTS = 1_000_000
 """How far ahead a forging replica claims to be in its Status."""
-"""A run that needs more events than this is a message storm: reported as a liveness failure."""
 
 # Event kinds in the queue.
 DELIVER, TICK, SUBMIT, FAULT, RESTART, FETCH, ANSWER, HEAL, CHECK, UNBLOCK, SCRIPTED = range(11)
