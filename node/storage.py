@@ -58,6 +58,8 @@ RECORDS_CACHE_KIB: Final = 4 * 1024
 """Consensus records are few and recent: a small cache holds them."""
 READER_CACHE_KIB: Final = 8 * 1024
 """The page cache of each reader's connection (API reads and proofs)."""
+HEIGHT_MAX: Final = 2**63 - 1
+"""Above every height (SQLite's largest integer)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -444,15 +446,12 @@ class Reader:
         )
         return None if row is None else decode(CheckpointCertificate, bytes(row[0]))
 
-    def latest_certificate(self, at_most: int | None = None) -> CheckpointCertificate | None:
-        """The newest certificate held, or the newest of a height up to `at_most`."""
-        if at_most is None:
-            row = self.one("SELECT data FROM certificates ORDER BY height DESC LIMIT 1")
-        else:
-            row = self.one(
-                "SELECT data FROM certificates WHERE height <= ? ORDER BY height DESC LIMIT 1",
-                at_most,
-            )
+    def latest_certificate(self, at_most: int = HEIGHT_MAX) -> CheckpointCertificate | None:
+        """The newest certificate held of a height up to `at_most` (by default, any)."""
+        row = self.one(
+            "SELECT data FROM certificates WHERE height <= ? ORDER BY height DESC LIMIT 1",
+            at_most,
+        )
         return None if row is None else decode(CheckpointCertificate, bytes(row[0]))
 
     def transaction(self, tx_id: bytes) -> TxEntry | None:
