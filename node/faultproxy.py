@@ -11,10 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 from typing import Final
 
 READ_BYTES: Final = 64 * 1024
 HEADER_BYTES_MAX: Final = 8 * 1024
+
+
+def route_through(config: Path, proxy_port: int, clock_offset_ms: int = 0) -> None:
+    """Point a node's `node.toml` at its proxy (replacing any `[transport]` section),
+    with its clock offset (a soak skews a node's clock this way)."""
+    text = config.read_text().split("\n[transport]")[0].rstrip("\n")
+    config.write_text(
+        f'{text}\n\n[transport]\nproxy = "http://127.0.0.1:{proxy_port}"\n'
+        f"clock_offset_ms = {clock_offset_ms}\n"
+    )
 
 
 class FaultProxy:

@@ -43,7 +43,7 @@ from ledger.keyfile import save_private_key
 from ledger.keys import PrivateKey, public_key_text
 from ledger.tx import TransactionBody, sign_transaction
 from node.families import code_hashes
-from node.faultproxy import FaultProxy
+from node.faultproxy import FaultProxy, route_through
 from node.material import InstitutionSpec, create_consortium
 
 READY_S: Final = 60.0
@@ -144,14 +144,7 @@ class Soak:
             self.nodes.append(
                 NodeProcess(spec.name, config, f"http://127.0.0.1:{spec.api_port}", spec.peer_port)
             )
-            self._write_transport(config, port, 0)
-
-    def _write_transport(self, config: Path, proxy_port: int, offset_ms: int) -> None:
-        text = config.read_text().split("\n[transport]")[0].rstrip("\n")
-        config.write_text(
-            f'{text}\n\n[transport]\nproxy = "http://127.0.0.1:{proxy_port}"\n'
-            f"clock_offset_ms = {offset_ms}\n"
-        )
+            route_through(config, port)
 
     def start(self, node: NodeProcess) -> None:
         log = (node.config.parent / "node.log").open("ab")
@@ -364,7 +357,7 @@ class Soak:
         offset = self.rng.randint(-bound, bound)
         self._begin(node, f"restart with clock skewed {offset} ms")
         self.kill(node)
-        self._write_transport(node.config, self.proxies[self.nodes.index(node)].port, offset)
+        route_through(node.config, self.proxies[self.nodes.index(node)].port, offset)
         self.start(node)
         await self._hold()
         self._end(node)

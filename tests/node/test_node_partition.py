@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ledger.genesis import ConsensusSettings
-from node.faultproxy import FaultProxy
+from node.faultproxy import FaultProxy, route_through
 
 if TYPE_CHECKING:
     from cluster import Cluster
@@ -91,9 +91,7 @@ def test_a_backup_cut_off_and_healed_votes_again_in_the_others_view(
 ) -> None:
     cluster = cluster_factory(consensus=fast_consensus)
     for i in range(cluster.n):
-        config = cluster.config_path(i)
-        text = config.read_text().rstrip("\n")
-        config.write_text(f'{text}\n\n[transport]\nproxy = "http://127.0.0.1:{proxies.ports[i]}"\n')
+        route_through(cluster.config_path(i), proxies.ports[i])
     cluster.start()
     cluster.wait_ready()
     peer_ports = [cluster.peer_port(i) for i in range(cluster.n)]
