@@ -22,6 +22,10 @@ class Parameters:
     """PBFT's log size L: sequence numbers accepted are h < n <= h + L (h: stable checkpoint)."""
     in_flight_max: int = 4
     """Batches the primary proposes beyond the last committed one before waiting."""
+    unexecuted_max: int = 8
+    """Blocks the primary proposes beyond the last one it has executed. Commits are
+    announced at execution, so consensus running further ahead of a slow executor (a
+    large database, a busy disk) would only queue committed blocks in memory."""
     pipelined_batch_min: int = 256
     """While a batch is in flight, the next is proposed only once this many requests (or a
     full batch) wait; light load thus makes one small block at a time, not many tiny ones,

@@ -521,6 +521,7 @@ class Replica:
         epoch_end = self.epoch_end if self.epoch_end is not None else NO_EPOCH_END
         while (
             self.next_seq <= self.last_delivered + params.in_flight_max
+            and self.next_seq <= self.executed + params.unexecuted_max
             and self.next_seq <= self.low_watermark + params.window_size
             and self.next_seq <= epoch_end
         ):

@@ -193,6 +193,7 @@ class Driver:
             task.add_done_callback(self._fetches.discard)
         self._observe(output)
         if output.deliver:
+            self.metrics.execution_backlog.inc(len(output.deliver))
             self.to_execute.put_nowait(output.deliver)
 
     async def _execution_loop(self) -> None:
@@ -202,6 +203,7 @@ class Driver:
             while not self.to_execute.empty():
                 delivered.extend(self.to_execute.get_nowait())
             results = await self.in_execution_thread(self._execute_all, delivered)
+            self.metrics.execution_backlog.dec(len(delivered))
             await self._announce(delivered)
             for executed in results:
                 self.queue.put_nowait(executed)

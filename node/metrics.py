@@ -51,6 +51,11 @@ class Metrics:
         self.mempool = Gauge(
             "notarychain_mempool_size", "Requests waiting to be ordered", registry=r
         )
+        self.execution_backlog = Gauge(
+            "notarychain_execution_backlog_blocks",
+            "Blocks committed by consensus and not yet executed",
+            registry=r,
+        )
         self.peer_reachable = Gauge(
             "notarychain_peer_reachable",
             "1 if the last send to the peer succeeded",

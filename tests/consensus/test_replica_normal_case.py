@@ -309,3 +309,28 @@ def test_a_proposal_is_sent_again_only_after_a_whole_interval_unanswered(
     # Backups that answered are not sent it again.
     cluster.run()
     assert proposals_sent(cluster.tick(2 * interval_ms, replicas=[0])) == []
+
+
+def test_the_primary_proposes_no_further_than_unexecuted_max_beyond_its_execution(
+    make_cluster: MakeCluster,
+) -> None:
+    """Commits are announced at execution: a primary whose executor lags stops proposing
+    once `unexecuted_max` blocks wait to be executed, and goes on as they are."""
+    cluster = make_cluster(auto_execute=False, batch_size_max=1, in_flight_max=4, unexecuted_max=3)
+    cluster.submit(1, *cluster.kit.txs(6))
+    cluster.run()
+    primary = cluster.replicas[0]
+    assert primary.last_delivered == 3, "three blocks delivered, none executed"
+    assert [p.pre_prepare.seq for p in cluster.sent(0, Proposal)] == [1, 2, 3]
+    assert len(primary.pool) == 3, "the rest wait in the pool"
+
+    cluster.execute(0, 1)
+    cluster.run()
+    assert [p.pre_prepare.seq for p in cluster.sent(0, Proposal)] == [1, 2, 3, 4]
+    for index in range(1, 4):
+        cluster.execute(index)
+    while primary.executed < primary.last_delivered:
+        cluster.execute(0)
+        cluster.run()
+    assert primary.last_delivered == 6
+    assert [len(b.transactions) for b in cluster.blocks(2)] == [1] * 6

@@ -26,6 +26,7 @@ REQUIRED = {
     "notarychain_transactions_admitted_total",
     "notarychain_transactions_refused_total",
     "notarychain_mempool_size",
+    "notarychain_execution_backlog_blocks",
     "notarychain_peer_reachable",
     "notarychain_peer_lag_blocks",
     "notarychain_storage_bytes",
