@@ -54,7 +54,11 @@ GENESIS_HEADER: Final = "X-Notarychain-Genesis"
 SENDER_HEADER: Final = "X-Notarychain-Sender"
 MESSAGE_BYTES_MAX: Final = 16 * 1024 * 1024
 POST_BYTES_MAX: Final = 4 * 1024 * 1024
-QUEUE_BYTES_MAX: Final = 64 * 1024 * 1024
+QUEUE_BYTES_MAX: Final = 16 * 1024 * 1024
+"""Per peer. A dead or paused peer's queue fills to this and stays there, on every other
+node, for as long as it is away: at a thousand transactions per second that is about
+half a minute of traffic, older than anything the peer could use (it fetches blocks
+it missed), so a larger bound would only be memory held for a peer that is gone."""
 READ_CHUNK_BYTES: Final = 256 * 1024
 BACKOFF_MIN_S: Final = 0.05
 BACKOFF_MAX_S: Final = 2.0

@@ -266,3 +266,30 @@ async def test_a_catch_up_answer_is_read_only_up_to_its_bound(
     finally:
         await inbound.stop()
         await runner.cleanup()
+
+
+async def test_a_dead_peers_queue_keeps_only_the_newest_messages_up_to_its_bound(
+    sending: tuple[Transport, Institution], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Messages for a peer that is away wait in a queue bounded in bytes; the oldest go
+    first, and when the peer is back it gets the newest, in order."""
+    bound_bytes = 20_000
+    monkeypatch.setattr("node.transport.QUEUE_BYTES_MAX", bound_bytes)
+    transport, receiver = sending
+    link = next(iter(transport.links.values()))
+    for seq in range(1, 1001):
+        transport.send(None, prepare(seq))
+        assert link.queued_bytes <= bound_bytes
+    assert link.dropped > 0 and not link.reachable
+
+    inbound = receiver.transport()
+    runner = await serve(inbound, receiver.member().peer_port)
+    try:
+        await until(lambda: bool(receiver.received) and receiver.received[-1] == prepare(1000))
+        first = receiver.received[0]
+        assert isinstance(first, Prepare) and first.seq > 1
+        assert receiver.received == [prepare(seq) for seq in range(first.seq, 1001)]
+        assert len(receiver.received) * 100 < bound_bytes, "no more than the bound held"
+    finally:
+        await inbound.stop()
+        await runner.cleanup()
