@@ -519,12 +519,17 @@ class Replica:
         params = self.params
         self.next_seq = SeqNo(max(self.next_seq, self.last_delivered + 1, self.stable_height + 1))
         epoch_end = self.epoch_end if self.epoch_end is not None else NO_EPOCH_END
-        while (
-            self.next_seq <= self.last_delivered + params.in_flight_max
-            and self.next_seq <= self.executed + params.unexecuted_max
-            and self.next_seq <= self.low_watermark + params.window_size
-            and self.next_seq <= epoch_end
-        ):
+        while True:
+            ordered_max = min(
+                self.last_delivered + params.in_flight_max,
+                self.low_watermark + params.window_size,
+                epoch_end,
+            )
+            executed_max = self.executed + params.unexecuted_max
+            if self.next_seq > min(ordered_max, executed_max):
+                if self.next_seq <= ordered_max and self.pool.unassigned(1):
+                    self.marks["proposal_waits_for_execution"] += 1
+                return
             candidates = self.pool.unassigned(params.batch_size_max)
             if not candidates:
                 return

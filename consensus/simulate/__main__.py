@@ -29,6 +29,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--faults", choices=("none", "swarm"), default="swarm")
     parser.add_argument("--byzantine", type=int, default=0, help="Byzantine replicas, 0..f")
     parser.add_argument("--real-crypto", action="store_true", help="sign with Ed25519")
+    parser.add_argument(
+        "--execution-delay-max-ms",
+        type=int,
+        default=0,
+        help="executors of different speeds, up to this per block (default 0: in step)",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
     parser.add_argument("--marks", action="store_true", help="also print the branches reached")
     args = parser.parse_args(argv)
@@ -37,6 +43,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"--byzantine must be within 0..{f} for {args.nodes} nodes")
     if args.seeds < 1 or args.jobs < 1:
         parser.error("--seeds and --jobs must be positive")
+    if args.execution_delay_max_ms < 0:
+        parser.error("--execution-delay-max-ms must not be negative")
     return args
 
 
@@ -48,6 +56,7 @@ def configs(args: argparse.Namespace) -> Iterator[SimConfig]:
             faults=args.faults,
             byzantine=args.byzantine,
             real_crypto=args.real_crypto,
+            execution_delay_max_ms=args.execution_delay_max_ms,
         )
 
 
@@ -56,6 +65,8 @@ def reproduce_command(args: argparse.Namespace, seed: int) -> str:
         f"python -m consensus.simulate --seeds 1 --start {seed} --nodes {args.nodes} "
         f"--faults {args.faults} --byzantine {args.byzantine}"
     )
+    if args.execution_delay_max_ms:
+        command += f" --execution-delay-max-ms {args.execution_delay_max_ms}"
     return command + (" --real-crypto" if args.real_crypto else "")
 
 

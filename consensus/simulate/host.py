@@ -1,16 +1,19 @@
 """A simulated machine: one replica, its disk, its executor, and what it may do wrong.
 
 The disk holds exactly what a real node keeps durably: the write-ahead
-records, the delivered blocks, the stable certificates and the executed
-state. A crash discards the replica object (its memory); a restart builds a
-new one from the disk. A crash "mid-step" keeps only a prefix of the records
-the step wanted persisted and none of what it wanted to send or execute, which
-is what a power cut between a write and its fsync does.
+records, the executed blocks (each stored with the state it leads to, so a
+block delivered and still queued for a slow executor is lost in a crash), the
+stable certificates and the executed state. A crash discards the replica
+object (its memory); a restart builds a new one from the disk. A crash
+"mid-step" keeps only a prefix of the records the step wanted persisted and
+none of what it wanted to send or execute, which is what a power cut between
+a write and its fsync does.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -144,6 +147,13 @@ class Host:
     heard: list[object] = field(default_factory=list)
     """Recent messages from others (a forger replays and tampers with them)."""
     restarts: int = 0
+    execution_delay_ms: int = 0
+    """How long this host's executor takes per delivered block (0: within the step that
+    delivered it). A node executes on a thread of its own, so consensus may run ahead."""
+    to_execute: deque[CommittedBlock] = field(default_factory=deque)
+    """Delivered blocks waiting for the executor, in order (memory: a crash loses them)."""
+    executor_free_ms: int = 0
+    """When the executor finishes the last block queued."""
 
     @property
     def up(self) -> bool:

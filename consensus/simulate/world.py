@@ -4,10 +4,12 @@ A run has two phases (as in TigerBeetle's VOPR). Until `heal_at_ms` the
 swarm of faults chosen by the seed is active: drops, duplicates, delays,
 clogged links, symmetric and asymmetric partitions, crashes (some losing the
 unsynced tail of a step), clock skew, and the Byzantine behaviours of up to f
-replicas. Safety is checked after every step throughout. Then every crashed
-host restarts, the network heals (Byzantine replicas keep misbehaving), and
-every transaction a client submitted must be executed by every honest replica
-within `liveness_bound_ms`.
+replicas; with `execution_delay_max_ms`, executors of different speeds too.
+Safety is checked after every step throughout. Then every crashed host
+restarts, the network heals (Byzantine replicas keep misbehaving), and every
+transaction a client submitted must be executed by every honest replica
+within `liveness_bound_ms` (plus, with slow executors, the time the slowest
+needs to execute a block per transaction).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from consensus.events import (
     EpochScheduled,
     EpochStarted,
     Event,
+    Executed,
     FetchFailed,
     MessageReceived,
     Output,
@@ -70,7 +73,9 @@ LIE_HEIGHTS = 1_000_000
 """How far ahead a forging replica claims to be in its Status."""
 
 # Event kinds in the queue.
-DELIVER, TICK, SUBMIT, FAULT, RESTART, FETCH, ANSWER, HEAL, CHECK, UNBLOCK, SCRIPTED = range(11)
+DELIVER, TICK, SUBMIT, FAULT, RESTART, FETCH, ANSWER, HEAL, CHECK, UNBLOCK, SCRIPTED, EXECUTE = (
+    range(12)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +112,10 @@ class SimConfig:
     """(height, members): after executing that height every replica schedules a new
     validator set, made of these keys (0..nodes-1 are the genesis validators, higher
     numbers are joiners, which run from the start as followers)."""
+    execution_delay_max_ms: int = 0
+    """If set, each host's executor takes its own time per block, up to this (some hosts
+    none), as a node's execution thread does; 0: every block executes in the step that
+    delivers it."""
 
 
 @dataclass(slots=True)
@@ -179,6 +188,8 @@ class World:
         self.liveness_failure: str | None = None
         self._make_hosts(root.fork("hosts"))
         self._make_workload(root.fork("workload"))
+        if config.execution_delay_max_ms:
+            self._slow_executors(root.fork("execution"), config.execution_delay_max_ms)
 
     # ------------------------------------------------------------ setup
 
@@ -266,6 +277,16 @@ class World:
             self._schedule_tick(host)
         self._split_twins(rng)
 
+    def _slow_executors(self, rng: Rng, delay_max_ms: int) -> None:
+        """Executors of different speeds: some keep up within the step, some fall behind."""
+        for host in self.hosts:
+            speed = rng.below(3)
+            if speed:
+                host.execution_delay_ms = rng.between(
+                    1, max(1, delay_max_ms // (10 if speed == 1 else 1))
+                )
+            self.marks["slow_executor"] += host.execution_delay_ms > 0
+
     def _new_replica(self, host: Host) -> Replica:
         member = host.replica_id < self.config.nodes
         replica_id = ReplicaId(host.replica_id) if member else None
@@ -348,7 +369,11 @@ class World:
         heapq.heappush(self.queue, (at, self.counter, kind, a, b))
 
     def run(self) -> RunResult:
-        end = self.heal_at_ms + 3_000 + self.config.liveness_bound_ms
+        # A slow executor needs its delay per block to execute the chain, up to one block per
+        # transaction, whatever the network does: liveness is owed only after that.
+        slowest_ms = max(host.execution_delay_ms for host in self.hosts)
+        execution_ms = slowest_ms * len(self.transactions)
+        end = self.heal_at_ms + 3_000 + self.config.liveness_bound_ms + execution_ms
         handlers: dict[int, Callable[[Any, Any], None]] = {
             DELIVER: self._on_deliver,
             TICK: self._on_tick,
@@ -361,6 +386,7 @@ class World:
             CHECK: self._on_check,
             UNBLOCK: self._on_unblock,
             SCRIPTED: self._on_scripted,
+            EXECUTE: self._on_execute,
         }
         events = 0
         while self.queue and not self.finished:
@@ -421,18 +447,13 @@ class World:
                 disk.certificates[item.checkpoint.height] = item
         for target, message in out.send:
             self._send(host, target, message)
-        executed = []
-        for committed in out.deliver:
-            disk.blocks[committed.block.header.height] = committed
-            result = disk.app.execute(committed)
-            if host.honest:
-                self._on_honest_delivery(host, committed)
-                self.checker.on_executed(self.now, host.index, result)
-            elif host.behaviour is Behaviour.WRONG_CHECKPOINT:
-                wrong = hashlib.sha256(b"wrong" + result.state_root).digest()
-                result = dataclasses.replace(result, state_root=wrong)
-            executed.append(result)
-        scheduled = self._epoch_scheduled_by(out.deliver)
+        delivered = out.deliver if host.execution_delay_ms == 0 else []
+        for committed in out.deliver[len(delivered) :]:
+            host.to_execute.append(committed)
+            host.executor_free_ms = max(host.executor_free_ms, self.now) + host.execution_delay_ms
+            self._push(host.executor_free_ms, EXECUTE, host.index, host.restarts)
+        executed = [self._execute(host, committed) for committed in delivered]
+        scheduled = self._epoch_scheduled_by(delivered)
         if scheduled is not None:
             disk.scheduled = scheduled
         for fetch in out.fetch:
@@ -444,6 +465,32 @@ class World:
         if scheduled is not None:
             self._step(host, scheduled)
         self._schedule_tick(host)
+
+    def _execute(self, host: Host, committed: CommittedBlock) -> Executed:
+        """Execute a delivered block: the block and its state become durable together."""
+        host.disk.blocks[committed.block.header.height] = committed
+        result = host.disk.app.execute(committed)
+        if host.honest:
+            self._on_honest_delivery(host, committed)
+            self.checker.on_executed(self.now, host.index, result)
+        elif host.behaviour is Behaviour.WRONG_CHECKPOINT:
+            wrong = hashlib.sha256(b"wrong" + result.state_root).digest()
+            result = dataclasses.replace(result, state_root=wrong)
+        return result
+
+    def _on_execute(self, index: int, incarnation: int) -> None:
+        """A slow executor finishes the oldest block it was given (unless it crashed since)."""
+        host = self.hosts[index]
+        if not host.up or incarnation != host.restarts or not host.to_execute:
+            return
+        committed = host.to_execute.popleft()
+        result = self._execute(host, committed)
+        scheduled = self._epoch_scheduled_by([committed])
+        if scheduled is not None:
+            host.disk.scheduled = scheduled
+        self._step(host, result)
+        if scheduled is not None:
+            self._step(host, scheduled)
 
     def _epoch_scheduled_by(self, delivered: list[CommittedBlock]) -> EpochScheduled | None:
         """The simulated governance: executing the chosen height approves a new set."""
@@ -501,6 +548,8 @@ class World:
         host.replica = None
         host.crash_mid_step = False
         host.tick_at = -1
+        host.to_execute.clear()  # delivered, not executed: in memory only
+        host.executor_free_ms = 0
         self.marks["crash"] += 1
 
     def _lose_records(self, host: Host) -> None:

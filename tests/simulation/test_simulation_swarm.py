@@ -62,3 +62,22 @@ def test_seven_and_ten_replicas_with_f_byzantine_keep_safety_and_liveness() -> N
         if not r.ok
     ]
     assert failures == []
+
+
+def test_slow_executors_keep_safety_and_liveness_and_hold_the_primary_back() -> None:
+    """A node executes on a thread of its own: consensus runs ahead of execution, a crash
+    loses the blocks delivered and not yet executed, and a primary whose executor lags
+    `unexecuted_max` blocks stops proposing until it catches up."""
+    configs = (
+        SimConfig(seed=s, nodes=4, byzantine=1, execution_delay_max_ms=200) for s in range(60)
+    )
+    marks: Counter[str] = Counter()
+    failures = []
+    for result in run_many(configs, jobs=2):
+        marks.update(result.marks)
+        if not result.ok:
+            failures.append((result.seed, result.violations[:1], result.liveness_failure))
+    assert failures == []
+    assert marks["slow_executor"] > 0
+    assert marks["proposal_waits_for_execution"] > 0
+    assert marks["crash"] > 0
