@@ -59,6 +59,11 @@ class Parameters:
     pending_requests_max: int = 100_000
     """Requests held while waiting to be ordered; beyond this new ones are refused."""
 
+    def __post_init__(self) -> None:
+        for name in ("batch_size_max", "window_size", "in_flight_max", "unexecuted_max"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1 (a primary would never propose)")
+
 
 @dataclass(frozen=True, slots=True)
 class ReplicaConfig:

@@ -859,12 +859,17 @@ class Replica:
         self.marks["epoch_scheduled"] += 1
 
     def _maybe_start_epoch(self, out: Output) -> None:
-        """The current set's last block is delivered and certified: hand over to the next."""
+        """The current set's last block is executed and certified: hand over to the next.
+
+        Executed, not only delivered: the new epoch is recorded durably, and a replica
+        that restarts in it can no longer check the old set's certificates, so any old
+        block it had still to execute would be out of its reach.
+        """
         end = self.epoch_end
         validators = self.next_validators
         if end is None or validators is None:
             return
-        if self.last_delivered < end or self.stable_height < end:
+        if self.executed < end or self.stable_height < end:
             return
         self.epoch_end = None
         self.next_validators = None
@@ -1027,6 +1032,20 @@ class Replica:
                 # No peer of this validator set is talking to us (they may have moved on to
                 # the next set, or we were cut off): ask them for blocks instead.
                 self._poll_fetch(out)
+            elif self._epoch_certificate_missing():
+                self.marks["epoch_certificate_fetched"] += 1
+                self._poll_fetch(out)
+
+    def _epoch_certificate_missing(self) -> bool:
+        """This set's last block is executed here but not certified, a status interval on.
+
+        Its certificate would have come from checkpoint votes; once the votes are lost
+        and the peers of the next set have moved on, only a fetch brings it. Hearing from
+        other replicas stuck the same way (institutions leaving with this one) is no
+        sign of progress, so the silence rule above does not cover this.
+        """
+        end = self.epoch_end
+        return end is not None and self.executed >= end and self.stable_height < end
 
     def _in_touch_with_a_quorum(self) -> bool:
         """Whether this replica heard lately from enough peers to make a quorum with them

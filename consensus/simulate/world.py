@@ -369,11 +369,7 @@ class World:
         heapq.heappush(self.queue, (at, self.counter, kind, a, b))
 
     def run(self) -> RunResult:
-        # A slow executor needs its delay per block to execute the chain, up to one block per
-        # transaction, whatever the network does: liveness is owed only after that.
-        slowest_ms = max(host.execution_delay_ms for host in self.hosts)
-        execution_ms = slowest_ms * len(self.transactions)
-        end = self.heal_at_ms + 3_000 + self.config.liveness_bound_ms + execution_ms
+        end = self._liveness_deadline()
         handlers: dict[int, Callable[[Any, Any], None]] = {
             DELIVER: self._on_deliver,
             TICK: self._on_tick,
@@ -392,7 +388,9 @@ class World:
         while self.queue and not self.finished:
             at, _, kind, a, b = heapq.heappop(self.queue)
             if at > end:
-                break
+                end = self._liveness_deadline()  # the chain may have grown meanwhile
+                if at > end:
+                    break
             events += 1
             if events > EVENTS_MAX:
                 self.liveness_failure = f"liveness: more than {EVENTS_MAX} events by t={at}ms"
@@ -403,6 +401,20 @@ class World:
         if not self.finished and self.liveness_failure is None:
             self.liveness_failure = self._missing_description(end)
         return self._result()
+
+    def _liveness_deadline(self) -> int:
+        """When every submitted transaction must be executed everywhere.
+
+        A slow executor needs its delay for every block of the chain whatever the network
+        does (at least a block per transaction, more with the empty blocks of view
+        changes), so liveness is owed only after that too.
+        """
+        deadline = self.heal_at_ms + 3_000 + self.config.liveness_bound_ms
+        slowest_ms = max(host.execution_delay_ms for host in self.hosts)
+        if slowest_ms:
+            chain = max((h.replica.last_delivered for h in self.hosts if h.replica), default=0)
+            deadline += slowest_ms * max(chain, len(self.transactions))
+        return deadline
 
     def _result(self) -> RunResult:
         marks = Counter(self.marks)
@@ -511,6 +523,13 @@ class World:
             elif isinstance(notice, Rejoined):
                 host.disk.rejoining = False
             elif isinstance(notice, EpochStarted):
+                end = notice.validators.from_height - 1
+                if host.honest and host.disk.app.executed_height < end:
+                    self.checker.violate(
+                        self.now,
+                        f"host {host.index} started epoch {notice.epoch} having executed "
+                        f"{host.disk.app.executed_height} of the {end} blocks before it",
+                    )
                 host.disk.start_epoch(notice.epoch, notice.validators)
                 self.marks["epoch_started_hosts"] += 1
             elif isinstance(notice, Diverged) and host.honest:
