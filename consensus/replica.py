@@ -572,6 +572,10 @@ class Replica:
         height = executed.height
         assert height == self.executed + 1, f"executed {height} after {self.executed}"
         self.executed = height
+        if self.is_primary:
+            # A primary held back by its own executor (`unexecuted_max`) is making progress
+            # towards its next proposal, and must not time out its own waiting requests.
+            self.last_progress_ms = self.now_ms
         block_hash, time_ms = self._delivered_meta.pop(height)
         # An epoch's last block is always checkpointed: the next set starts from it.
         if height % self.params.checkpoint_interval and height != self.epoch_end:
@@ -908,7 +912,15 @@ class Replica:
             return
         self.verifier.signed(status)
         self.last_heard_ms = self.heard_ms[status.replica] = self.now_ms
+        previous = self.peer_status.get(status.replica)
         self.peer_status[status.replica] = status
+        if previous is not None and self._primary_catching_up(previous, status):
+            # It proposes again once it has executed enough (`unexecuted_max`): waiting for
+            # that is not waiting for a failed primary. A false claim gains a lying primary
+            # little: it cannot claim past this replica's own chain, whose end does not
+            # move while it proposes nothing, and `request_wait_max_ms` still applies.
+            self.last_progress_ms = self.now_ms
+            self.marks["primary_catching_up"] += 1
         if self.rejoining and self.rejoin_floor is None and len(self.peer_status) >= self.quorum:
             # How far the chain is (PBFT's recovery estimate of the high watermark): every
             # vote this replica signed before it lost its records is for a sequence number
@@ -1035,6 +1047,16 @@ class Replica:
             elif self._epoch_certificate_missing():
                 self.marks["epoch_certificate_fetched"] += 1
                 self._poll_fetch(out)
+
+    def _primary_catching_up(self, previous: Status, status: Status) -> bool:
+        """Whether the primary's Status shows its executor, far enough behind this replica's
+        chain to hold its proposals back, catching up."""
+        return (
+            status.replica == self.primary_of(self.view)
+            and status.view == self.view == previous.view
+            and previous.executed_height < status.executed_height <= self.last_delivered
+            and self.last_delivered - previous.executed_height >= self.params.unexecuted_max
+        )
 
     def _epoch_certificate_missing(self) -> bool:
         """This set's last block is executed here but not certified, a status interval on.

@@ -560,3 +560,38 @@ def test_a_waiting_request_that_expires_is_dropped_and_no_longer_shared(
     shared = [m for _, m in output.send if carries(short_lived.id)(m)]
     assert not shared
     assert any(carries(long_lived.id)(m) for _, m in output.send)
+
+
+def test_a_new_primary_catching_up_on_execution_is_not_replaced(
+    make_cluster: MakeCluster,
+) -> None:
+    """A backup whose executor lags becomes primary: it proposes only once it is within
+    `unexecuted_max` blocks of its execution. Its Status showing its executed height rising
+    is progress, so the others wait for it rather than replace it after a request timeout."""
+    cluster = make_cluster(auto_execute=False, batch_size_max=1, in_flight_max=4, unexecuted_max=2)
+    cluster.submit(0, *cluster.kit.txs(6, prefix="before"))
+    while len(cluster.delivered[1]) < 6:
+        cluster.run()
+        for index in (0, 2, 3):  # replica 1 executes nothing meanwhile
+            cluster.execute(index)
+    lagging = cluster.replicas[1]
+    assert (lagging.last_delivered, lagging.executed) == (6, 0)
+
+    cluster.down.add(0)
+    tx = cluster.kit.tx(b"after the primary failed")
+    cluster.submit_everywhere(tx, replicas=[1, 2, 3])
+    cluster.advance(TIMEOUT_MS)
+    cluster.run()
+    assert all(cluster.replicas[i].view == 1 and cluster.replicas[i].active for i in (1, 2, 3))
+    assert lagging.is_primary and tx.id in lagging.pool
+
+    for _ in range(8):  # one block executed per second: slower than a request timeout in all
+        cluster.execute(1, 1)
+        cluster.advance(1_000)
+        cluster.run()
+        for index in (2, 3):
+            cluster.execute(index)
+    assert [cluster.replicas[i].view for i in (1, 2, 3)] == [1, 1, 1], "no second view change"
+    assert lagging.marks["proposal_waits_for_execution"] > 0
+    for index in (1, 2, 3):
+        assert tx.id in cluster.delivered_tx_ids(index)
