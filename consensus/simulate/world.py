@@ -280,11 +280,10 @@ class World:
     def _slow_executors(self, rng: Rng, delay_max_ms: int) -> None:
         """Executors of different speeds: some keep up within the step, some fall behind."""
         for host in self.hosts:
-            speed = rng.below(3)
+            speed = rng.below(3)  # 0: keeps up, 1: up to a tenth of the maximum, 2: up to it
             if speed:
-                host.execution_delay_ms = rng.between(
-                    1, max(1, delay_max_ms // (10 if speed == 1 else 1))
-                )
+                slowest_ms = delay_max_ms // 10 if speed == 1 else delay_max_ms
+                host.execution_delay_ms = rng.between(1, max(1, slowest_ms))
             self.marks["slow_executor"] += host.execution_delay_ms > 0
 
     def _new_replica(self, host: Host) -> Replica:
@@ -465,17 +464,12 @@ class World:
             host.executor_free_ms = max(host.executor_free_ms, self.now) + host.execution_delay_ms
             self._push(host.executor_free_ms, EXECUTE, host.index, host.restarts)
         executed = [self._execute(host, committed) for committed in delivered]
-        scheduled = self._epoch_scheduled_by(delivered)
-        if scheduled is not None:
-            disk.scheduled = scheduled
+        scheduled = self._approve_epoch(host, delivered)
         for fetch in out.fetch:
             request = (fetch.peer, fetch.from_height, fetch.until_height)
             self._push(self.now + self._delay(), FETCH, host.index, request)
         self._observe(host, out)
-        for result in executed:
-            self._step(host, result)
-        if scheduled is not None:
-            self._step(host, scheduled)
+        self._report_executed(host, executed, scheduled)
         self._schedule_tick(host)
 
     def _execute(self, host: Host, committed: CommittedBlock) -> Executed:
@@ -497,24 +491,35 @@ class World:
             return
         committed = host.to_execute.popleft()
         result = self._execute(host, committed)
-        scheduled = self._epoch_scheduled_by([committed])
-        if scheduled is not None:
-            host.disk.scheduled = scheduled
-        self._step(host, result)
+        self._report_executed(host, [result], self._approve_epoch(host, [committed]))
+
+    def _report_executed(
+        self, host: Host, results: list[Executed], scheduled: EpochScheduled | None
+    ) -> None:
+        """Give the replica its executor's results, then any change of set they approved."""
+        for result in results:
+            self._step(host, result)
         if scheduled is not None:
             self._step(host, scheduled)
 
-    def _epoch_scheduled_by(self, delivered: list[CommittedBlock]) -> EpochScheduled | None:
-        """The simulated governance: executing the chosen height approves a new set."""
-        reconfigure = self.reconfigure
-        if reconfigure is None:
+    def epoch_end(self) -> int | None:
+        """The last height of the genesis validator set, if the run changes the set."""
+        if self.reconfigure is None:
             return None
-        height, members = reconfigure
-        if not any(c.block.header.height == height for c in delivered):
+        return self.reconfigure[0] + self.params.window_size + 2
+
+    def _approve_epoch(self, host: Host, executed: list[CommittedBlock]) -> EpochScheduled | None:
+        """The simulated governance: executing the chosen height approves a new set, which
+        the host keeps on its disk (as a node finds it again in its state)."""
+        end = self.epoch_end()
+        if self.reconfigure is None or end is None:
             return None
-        end = height + self.params.window_size + 2
+        height, members = self.reconfigure
+        if not any(c.block.header.height == height for c in executed):
+            return None
         keys = tuple(self.signers[i].public_key for i in members)
-        return EpochScheduled(end, ValidatorSet(end + 1, keys))
+        host.disk.scheduled = EpochScheduled(end, ValidatorSet(end + 1, keys))
+        return host.disk.scheduled
 
     def _observe(self, host: Host, out: Output) -> None:
         for notice in out.notices:

@@ -51,7 +51,8 @@ def test_a_slow_executor_crashed_at_the_epoch_boundary_catches_up() -> None:
     world = World(SimConfig(seed=1, nodes=4, faults="none", reconfigure=(4, (0, 1, 2, 3, 4))))
     slow = world.hosts[3]
     slow.execution_delay_ms = 300
-    end = 4 + world.params.window_size + 2
+    end = world.epoch_end()
+    assert end is not None
     crashed_at: list[int] = []
     check = world._on_check
 
