@@ -81,7 +81,7 @@ class StatementClock:
 
 
 def _statement_name(sql: str) -> str:
-    """A statement's first words up to its table: "INSERT OR IGNORE INTO smt_nodes"."""
+    """A statement's first words up to its table: "INSERT OR IGNORE INTO smt_pages"."""
     words = sql.split()
     for i, word in enumerate(words):
         if word.upper() in ("INTO", "FROM"):

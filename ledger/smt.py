@@ -25,15 +25,27 @@ a one-key tree is that key's leaf hash.
 
 Values are not kept here, only their hashes; the node stores values
 elsewhere. Nodes are never deleted, so every old root stays readable and
-provable. An update writes only the nodes on the changed paths, each once per
-batch, and writes them all under one version, a number the caller gives
-(the node gives the block height) that never decreases. An `SmtNodeStore`
-keeps a node under (version, hash) and an internal node holds its children's
-versions beside their hashes, as in Diem's Jellyfish Merkle tree: a store
-ordered by version then appends each batch's nodes at its end, where keys by
-hash alone would scatter them over the whole table (a random page written per
-node once the table outgrows the page cache). Versions are storage
-addresses, not content: the hashes, hence roots and proofs, ignore them.
+provable.
+
+Storage in pages (as in Diem's Jellyfish Merkle tree, a 16-way layout of the
+same binary tree): a page is the part of the tree between two depths that are
+multiples of 4, kept as its 16 slots, the subtrees 4 levels below its top.
+A slot is empty, a leaf (its path, value hash, and the version that set the
+value), or a reference to the page below (its hash and version). The binary
+hashes inside a page are computed from its slots, so the root and the proofs
+are exactly those of the binary tree; storage just holds one record where the
+binary layout held up to 15 internal nodes and 16 leaves. A page exists for
+a subtree of two or more leaves (a lone leaf sits in its parent's slot), and
+the root page always exists for a non-empty tree, stored under the root hash.
+An update writes each page on the changed paths once per batch, all under
+one version, a number the caller gives (the node gives the block height)
+that never decreases. An `SmtNodeStore` keeps a page under (version, hash),
+and a page's references hold their pages' versions beside their hashes: a
+store ordered by version then appends each batch's pages at its end, where
+keys by hash alone would scatter them over the whole table (a random page of
+the database written per record once the table outgrows the page cache).
+Versions are storage addresses, not content: the hashes, hence roots and
+proofs, ignore them.
 
 A proof lists the siblings along the key's path from the root down (at most
 256) and the leaf the path ends in, or none if it ends in an empty subtree.
@@ -48,9 +60,9 @@ import hashlib
 from bisect import bisect_left
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Final, Protocol, TypeAlias, cast
+from typing import Annotated, Final, NamedTuple, Protocol, TypeAlias, cast
 
-from ledger.encoding import MaxLength, decode, pack
+from ledger.encoding import MaxLength
 from ledger.errors import DecodeError, ProofError
 from ledger.hashing import HASH_BYTES, Hash
 
@@ -67,19 +79,6 @@ class SmtLeaf:
 
     path: Hash
     value_hash: Hash
-
-
-@dataclass(frozen=True, slots=True)
-class SmtInternal:
-    """An internal node over two or more leaves: its children's hashes and store versions."""
-
-    left: Hash
-    right: Hash
-    left_version: int
-    right_version: int
-
-
-SmtNode: TypeAlias = SmtLeaf | SmtInternal
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,73 +106,276 @@ def internal_hash(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(INTERNAL_PREFIX + left + right).digest()
 
 
-def node_digest(node: SmtNode) -> bytes:
-    """The hash under which `node` is stored."""
-    if isinstance(node, SmtLeaf):
-        return leaf_hash(node.path, node.value_hash)
-    return internal_hash(node.left, node.right)
+# --- pages ---------------------------------------------------------------------------
+
+PAGE_BITS: Final = 4
+"""Path bits a page spans, hence levels of the binary tree in a page."""
+PAGE_SLOTS: Final = 1 << PAGE_BITS
+_HEAP: Final = 2 * PAGE_SLOTS
+"""A page's binary nodes as a heap: 1 is the page's top, i has children 2i and 2i + 1,
+and the slots are PAGE_SLOTS .. _HEAP - 1."""
+_EMPTY_KIND, _LEAF_KIND, _INTERNAL_KIND = 0, 1, 2
+"""What a binary subtree holds: no leaf, one leaf (its hash is the leaf's), or more."""
+_VERSION_BYTES: Final = 8
+PAGE_TAG: Final = b"\x02"
+"""The first byte of a stored page (0 and 1 began the binary nodes of an earlier layout)."""
 
 
-def encode_node(node: SmtNode) -> bytes:
-    """A node's bytes for a store: its hash prefix (the kind) then its canonical encoding.
+class LeafSlot(NamedTuple):
+    """A leaf in a page: its bytes in a page record (path, value hash, version), its hash,
+    and the version that set its value.
 
-    Spelled out rather than through `encode` (the same bytes, which a test checks):
-    an update encodes every node it writes, about six per changed key.
-    """
-    if isinstance(node, SmtLeaf):
-        return LEAF_PREFIX + pack((node.path, node.value_hash))
-    return INTERNAL_PREFIX + pack((node.left, node.right, node.left_version, node.right_version))
-
-
-def decode_node(data: bytes) -> SmtNode:
-    """The inverse of `encode_node`; `DecodeError` for anything else."""
-    if type(data) is not bytes or not data:
-        raise DecodeError("an SMT node record is empty or not bytes")
-    kind, body = data[:1], data[1:]
-    if kind == LEAF_PREFIX:
-        return decode(SmtLeaf, body)
-    if kind == INTERNAL_PREFIX:
-        return decode(SmtInternal, body)
-    raise DecodeError(f"an SMT node record starts with its kind 0 or 1, not {data[0]}")
-
-
-class SmtNodeStore(Protocol):
-    """Nodes by (version, hash): the version of the update that wrote the node, and its hash.
-
-    Two nodes under one hash have the same children hashes, so either serves a
-    reader; they may differ only in their children's versions.
+    The version stays with the leaf when it moves to another slot or page, so a
+    store that keeps values by the version that wrote them finds its value there.
+    Path and value hash are read from the record: a cached page holds many leaves,
+    and one copy of their bytes.
     """
 
-    def get(self, version: int, node_hash: bytes) -> SmtNode | None: ...
+    record: bytes
+    hash: bytes
+    version: int
 
-    def put(self, version: int, node_hash: bytes, node: SmtNode) -> None: ...
+    @property
+    def path(self) -> bytes:
+        return self.record[:HASH_BYTES]
+
+    @property
+    def value_hash(self) -> bytes:
+        return self.record[HASH_BYTES : 2 * HASH_BYTES]
 
 
-class MemorySmtNodeStore:
-    __slots__ = ("_nodes",)
+class PageSlot(NamedTuple):
+    """A reference to the page below: its hash (its subtree's) and the version it is
+    stored at."""
 
-    def __init__(self) -> None:
-        self._nodes: dict[tuple[int, bytes], SmtNode] = {}
+    hash: bytes
+    version: int
 
-    def get(self, version: int, node_hash: bytes) -> SmtNode | None:
-        return self._nodes.get((version, node_hash))
 
-    def put(self, version: int, node_hash: bytes, node: SmtNode) -> None:
-        self._nodes[version, node_hash] = node
+def leaf_slot(path: bytes, value_hash: bytes, version: int) -> LeafSlot:
+    record = path + value_hash + version.to_bytes(_VERSION_BYTES, "big")
+    return LeafSlot(record, leaf_hash(path, value_hash), version)
 
-    def __len__(self) -> int:
-        return len(self._nodes)
+
+def page_slot(page_hash: bytes, version: int) -> PageSlot:
+    return PageSlot(page_hash, version)
+
+
+Slot: TypeAlias = LeafSlot | PageSlot | None
+
+
+def _slot_kind(slot: Slot) -> int:
+    if slot is None:
+        return _EMPTY_KIND
+    return _LEAF_KIND if type(slot) is LeafSlot else _INTERNAL_KIND
+
+
+def _combine(hashes: list[bytes], kinds: bytearray, i: int) -> None:
+    """Heap node i from its two children, compacted: a lone leaf rises to take its place."""
+    left, right = 2 * i, 2 * i + 1
+    left_kind, right_kind = kinds[left], kinds[right]
+    if left_kind == _EMPTY_KIND and right_kind != _INTERNAL_KIND:
+        hashes[i], kinds[i] = hashes[right], right_kind
+    elif right_kind == _EMPTY_KIND and left_kind == _LEAF_KIND:
+        hashes[i], kinds[i] = hashes[left], _LEAF_KIND
+    else:
+        hashes[i] = internal_hash(hashes[left], hashes[right])
+        kinds[i] = _INTERNAL_KIND
+
+
+class SmtPage:
+    """Sixteen slots and the binary tree's hashes between them and the page's top.
+
+    `hashes[1]` is the hash of the page's subtree and `kinds[1]` whether it holds
+    no leaf, one, or more; the other heap entries are the siblings proofs need.
+    """
+
+    __slots__ = ("hashes", "kinds", "slots")
+
+    def __init__(
+        self,
+        slots: tuple[Slot, ...],
+        hashes: list[bytes] | None = None,
+        kinds: bytearray | None = None,
+    ) -> None:
+        self.slots = slots
+        if hashes is None or kinds is None:
+            hashes = [EMPTY] * _HEAP
+            kinds = bytearray(_HEAP)
+            for s, slot in enumerate(slots):
+                if slot is not None:
+                    hashes[PAGE_SLOTS + s] = slot.hash
+                    kinds[PAGE_SLOTS + s] = _slot_kind(slot)
+            for i in range(PAGE_SLOTS - 1, 0, -1):
+                _combine(hashes, kinds, i)
+        self.hashes = hashes
+        self.kinds = kinds
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SmtPage) and other.slots == self.slots
+
+    def __hash__(self) -> int:
+        return hash(self.slots)
+
+    def __repr__(self) -> str:
+        return f"SmtPage({self.slots!r})"
+
+    @property
+    def root(self) -> bytes:
+        return self.hashes[1]
+
+    def replaced(self, slots: tuple[Slot, ...], changed: list[int]) -> SmtPage:
+        """This page with `slots`, which differ from its own at the indexes `changed`.
+
+        Only the heap entries above a changed slot are hashed again.
+        """
+        hashes = self.hashes.copy()
+        kinds = self.kinds.copy()
+        for s in changed:
+            slot = slots[s]
+            i = PAGE_SLOTS + s
+            hashes[i] = EMPTY if slot is None else slot.hash
+            kinds[i] = _slot_kind(slot)
+        if len(changed) == 1:  # the usual case below the top pages: one path up
+            i = (PAGE_SLOTS + changed[0]) >> 1
+            while i:
+                _combine(hashes, kinds, i)
+                i >>= 1
+        else:
+            level = {(PAGE_SLOTS + s) >> 1 for s in changed}
+            while level:
+                for i in level:
+                    _combine(hashes, kinds, i)
+                level = {i >> 1 for i in level if i > 1}
+        return SmtPage(slots, hashes, kinds)
+
+    def lone_leaf(self, i: int = 1) -> LeafSlot:
+        """The leaf of heap entry i, whose kind is one leaf: the only slot below it in use."""
+        width = PAGE_SLOTS >> (i.bit_length() - 1)
+        first = i * width - PAGE_SLOTS
+        for slot in self.slots[first : first + width]:
+            if slot is not None:
+                assert type(slot) is LeafSlot, "a subtree of one leaf holds no page"
+                return slot
+        raise AssertionError("a subtree of one leaf holds that leaf")
+
+
+EMPTY_PAGE: Final = SmtPage((None,) * PAGE_SLOTS)
+
+
+def page_of_leaf(leaf: LeafSlot, depth: int) -> SmtPage:
+    """The page at `depth` holding only `leaf` (before other leaves join it there).
+
+    Its heap needs no hashing: every node on the leaf's way up is that lone leaf.
+    """
+    s = _nibble(leaf.path, depth)
+    slots: list[Slot] = [None] * PAGE_SLOTS
+    slots[s] = leaf
+    hashes = [EMPTY] * _HEAP
+    kinds = bytearray(_HEAP)
+    i = PAGE_SLOTS + s
+    while i:
+        hashes[i] = leaf.hash
+        kinds[i] = _LEAF_KIND
+        i >>= 1
+    return SmtPage(tuple(slots), hashes, kinds)
 
 
 def _bit(path: bytes, depth: int) -> int:
     return (path[depth >> 3] >> (7 - (depth & 7))) & 1
 
 
-def _load(store: SmtNodeStore, version: int, node_hash: bytes) -> SmtNode:
-    node = store.get(version, node_hash)
-    if node is None:
-        raise ProofError(f"the node store has no SMT node {node_hash.hex()} at version {version}")
-    return node
+def _nibble(path: bytes, depth: int) -> int:
+    """The page slot `path` goes through in a page at `depth` (a multiple of PAGE_BITS)."""
+    byte = path[depth >> 3]
+    return byte >> 4 if depth & 7 == 0 else byte & 0x0F
+
+
+def encode_page(page: SmtPage) -> bytes:
+    """A page's bytes for a store: a tag, which slots are in use and which of those are
+    leaves (two 16-bit masks), then each slot in use: a leaf's path, value hash and
+    version, or a page's hash and version (versions as 8 bytes, big-endian)."""
+    used = leaves = 0
+    records = []
+    bit = 1
+    for slot in page.slots:
+        if slot is not None:
+            used |= bit
+            if type(slot) is LeafSlot:
+                leaves |= bit
+                records.append(slot.record)
+            else:
+                records.append(slot.hash + slot.version.to_bytes(_VERSION_BYTES, "big"))
+        bit <<= 1
+    return PAGE_TAG + used.to_bytes(2, "big") + leaves.to_bytes(2, "big") + b"".join(records)
+
+
+def decode_page(data: bytes) -> SmtPage:
+    """The inverse of `encode_page`; `DecodeError` for anything else."""
+    if type(data) is not bytes or len(data) < 5 or data[:1] != PAGE_TAG:
+        raise DecodeError("a state-tree page record is not bytes starting with its tag 2")
+    used = int.from_bytes(data[1:3], "big")
+    leaves = int.from_bytes(data[3:5], "big")
+    if leaves & ~used:
+        raise DecodeError("a state-tree page marks a leaf in a slot it does not use")
+    slots: list[Slot] = [None] * PAGE_SLOTS
+    at = 5
+    for s in range(PAGE_SLOTS):
+        if not used >> s & 1:
+            continue
+        if leaves >> s & 1:
+            end = at + 2 * HASH_BYTES + _VERSION_BYTES
+            path, value_hash = data[at : at + HASH_BYTES], data[at + HASH_BYTES : end - 8]
+            version = int.from_bytes(data[end - _VERSION_BYTES : end], "big")
+            slots[s] = LeafSlot(data[at:end], leaf_hash(path, value_hash), version)
+        else:
+            end = at + HASH_BYTES + _VERSION_BYTES
+            page_hash, version = (
+                data[at : at + HASH_BYTES],
+                int.from_bytes(data[end - 8 : end], "big"),
+            )
+            slots[s] = PageSlot(page_hash, version)
+        at = end
+    if at != len(data):
+        raise DecodeError(
+            f"a state-tree page record has {len(data)} bytes where its slots take {at}"
+        )
+    return SmtPage(tuple(slots))
+
+
+class SmtNodeStore(Protocol):
+    """Pages by (version, hash): the version of the update that wrote the page, and its hash.
+
+    Two pages under one hash hold the same subtree, so either serves a reader;
+    they may differ only in the versions they hold.
+    """
+
+    def get(self, version: int, page_hash: bytes) -> SmtPage | None: ...
+
+    def put(self, version: int, page_hash: bytes, page: SmtPage) -> None: ...
+
+
+class MemorySmtNodeStore:
+    __slots__ = ("_pages",)
+
+    def __init__(self) -> None:
+        self._pages: dict[tuple[int, bytes], SmtPage] = {}
+
+    def get(self, version: int, page_hash: bytes) -> SmtPage | None:
+        return self._pages.get((version, page_hash))
+
+    def put(self, version: int, page_hash: bytes, page: SmtPage) -> None:
+        self._pages[version, page_hash] = page
+
+    def __len__(self) -> int:
+        return len(self._pages)
+
+
+def _load(store: SmtNodeStore, version: int, page_hash: bytes) -> SmtPage:
+    page = store.get(version, page_hash)
+    if page is None:
+        raise ProofError(f"the node store has no SMT page {page_hash.hex()} at version {version}")
+    return page
 
 
 def _hash_problem(value: object) -> str | None:
@@ -214,7 +416,7 @@ class SparseMerkleTree:
 
     @property
     def version(self) -> int:
-        """The version the root node is stored under (0 for the empty tree)."""
+        """The version the root page is stored under (0 for the empty tree)."""
         return self._version
 
     @property
@@ -224,9 +426,9 @@ class SparseMerkleTree:
     def update(self, changes: Mapping[bytes, bytes | None], version: int | None = None) -> bytes:
         """Set each key to its value (None deletes it) in one batch; return the new root.
 
-        New nodes are stored under `version` (by default the tree's version
-        plus one), which must not be below the version of any node already in
-        the tree. The nodes of the previous root are left as they are, so it
+        New pages are stored under `version` (by default the tree's version
+        plus one), which must not be below the version of any page already in
+        the tree. The pages of the previous root are left as they are, so it
         stays provable.
         """
         if version is None:
@@ -243,7 +445,15 @@ class SparseMerkleTree:
             key=lambda item: item[0],
         )
         batch = _Batch(self._store, version, [path for path, _ in items], [vh for _, vh in items])
-        self._root, self._version, _ = batch.update(self._root, self._version, 0, 0, len(items))
+        old = EMPTY_PAGE if self._root == EMPTY else _load(self._store, self._version, self._root)
+        new = batch.page(old, 0, 0, len(items))
+        if new is old:
+            return self._root
+        if new.kinds[1] == _EMPTY_KIND:
+            self._root, self._version = EMPTY, 0
+        else:  # the root page is stored even over one leaf: it is where a reader starts
+            self._root, self._version = new.root, version
+            self._store.put(version, new.root, new)
         return self._root
 
     def prove(self, key: bytes) -> SmtProof:
@@ -251,44 +461,52 @@ class SparseMerkleTree:
         return self.locate(key)[0]
 
     def locate(self, key: bytes) -> tuple[SmtProof, int]:
-        """`prove`, and the version its leaf is stored under (0 when it ends in no leaf).
+        """`prove`, and the version its leaf was set at (0 when it ends in no leaf).
 
-        A leaf is written by the update that set its value and keeps its
-        version when it moves, so a store that keeps values by the version
-        that wrote them finds the leaf's value there.
+        A store that keeps values by the version that wrote them finds the
+        leaf's value there.
         """
-        node_hash, version = self._root, self._version
         path = key_path(key)
         siblings: list[bytes] = []
-        while node_hash != EMPTY:
-            node = _load(self._store, version, node_hash)
-            if isinstance(node, SmtLeaf):
-                return SmtProof(tuple(siblings), node), version
-            if len(siblings) == PATH_BITS:
+        if self._root == EMPTY:
+            return SmtProof((), None), 0
+        page = _load(self._store, self._version, self._root)
+        depth = 0
+        while True:
+            nibble = _nibble(path, depth)
+            i = 1
+            for level in range(PAGE_BITS):
+                kind = page.kinds[i]
+                if kind == _EMPTY_KIND:
+                    return SmtProof(tuple(siblings), None), 0
+                if kind == _LEAF_KIND:
+                    return _ending(siblings, page.lone_leaf(i))
+                bit = (nibble >> (PAGE_BITS - 1 - level)) & 1
+                siblings.append(page.hashes[2 * i + 1 - bit])
+                i = 2 * i + bit
+            slot = page.slots[i - PAGE_SLOTS]
+            if slot is None:
+                return SmtProof(tuple(siblings), None), 0
+            if type(slot) is LeafSlot:
+                return _ending(siblings, slot)
+            depth += PAGE_BITS
+            if depth >= PATH_BITS:
                 raise ProofError("the node store holds a path deeper than 256 bits")
-            if _bit(path, len(siblings)):
-                siblings.append(node.left)
-                node_hash, version = node.right, node.right_version
-            else:
-                siblings.append(node.right)
-                node_hash, version = node.left, node.left_version
-        return SmtProof(tuple(siblings), None), 0
+            page = _load(self._store, slot.version, slot.hash)
 
 
-_Child: TypeAlias = tuple[bytes, int, bool | None]
-"""A subtree after an update: its hash, its store version, and whether it is a leaf
-(None when unknown: an untouched subtree)."""
+def _ending(siblings: list[bytes], leaf: LeafSlot) -> tuple[SmtProof, int]:
+    return SmtProof(tuple(siblings), SmtLeaf(leaf.path, leaf.value_hash)), leaf.version
 
 
 class _Batch:
     """One `update`: the changes sorted by path, and the recursion that applies them.
 
-    The recursion works on index ranges [lo, hi) of the sorted changes; all
-    paths in a range share the bits above the current depth, so a range splits
-    at one binary search. Each call returns the new subtree as a `_Child`, whose
-    leaf flag is what joining two children needs to keep the tree compact.
-    A subtree whose hash comes out unchanged keeps its old node and version,
-    so setting a key to the value it has writes nothing.
+    The recursion works page by page on index ranges [lo, hi) of the sorted
+    changes; all paths in a range share the bits above the current page, so a
+    range splits into its slots' ranges at one binary search each. A page or
+    slot whose changes leave it as it was is returned as the same object, so
+    setting a key to the value it has writes nothing.
     """
 
     __slots__ = ("numbers", "paths", "store", "value_hashes", "version")
@@ -306,82 +524,62 @@ class _Batch:
         self.numbers = [int.from_bytes(path, "big") for path in paths]
         self.value_hashes = value_hashes
 
-    def update(self, node_hash: bytes, version: int, depth: int, lo: int, hi: int) -> _Child:
-        """Apply changes [lo, hi) to the subtree `node_hash` (stored at `version`) at `depth`."""
-        if lo == hi:
-            return node_hash, version, None
-        if node_hash == EMPTY:
-            return self.build(depth, lo, hi)
-        node = _load(self.store, version, node_hash)
-        # Plain locals, not tuples of (hash, version): this runs once per node on a changed path.
-        if isinstance(node, SmtInternal):
-            internal = True
-            left, left_version = node.left, node.left_version
-            right, right_version = node.right, node.right_version
-        else:
-            internal = False
-            path = node.path
-            if hi - lo == 1 and self.paths[lo] == path:
+    def page(self, page: SmtPage, depth: int, lo: int, hi: int) -> SmtPage:
+        """`page` (at `depth`) with changes [lo, hi) applied; `page` itself if none changed it."""
+        slots = page.slots
+        new_slots: list[Slot] | None = None
+        changed: list[int] = []
+        numbers = self.numbers
+        shift = PATH_BITS - PAGE_BITS - depth
+        i = lo
+        while i < hi:
+            prefix = numbers[i] >> shift
+            j = hi if hi - i == 1 else bisect_left(numbers, (prefix + 1) << shift, i + 1, hi)
+            s = prefix & (PAGE_SLOTS - 1)
+            old = slots[s]
+            new = self.slot(old, depth + PAGE_BITS, i, j)
+            if new is not old:
+                if new_slots is None:
+                    new_slots = list(slots)
+                new_slots[s] = new
+                changed.append(s)
+            i = j
+        if new_slots is None:
+            return page
+        return page.replaced(tuple(new_slots), changed)
+
+    def slot(self, slot: Slot, depth: int, lo: int, hi: int) -> Slot:
+        """The subtree at `depth` in `slot` with changes [lo, hi) applied; `slot` if unchanged."""
+        if slot is None:
+            if hi - lo == 1:
+                return self.leaf(lo)
+            page = EMPTY_PAGE
+        elif type(slot) is LeafSlot:
+            if hi - lo == 1 and self.paths[lo] == slot.path:
                 value_hash = self.value_hashes[lo]
-                if value_hash is None:
-                    return EMPTY, 0, False
-                if value_hash == node.value_hash:
-                    return node_hash, version, True
-                return self.leaf(path, value_hash)
-            if _bit(path, depth):  # other keys join the leaf: push it one level down
-                left, left_version, right, right_version = EMPTY, 0, node_hash, version
-            else:
-                left, left_version, right, right_version = node_hash, version, EMPTY, 0
-        mid = self.split(depth, lo, hi)
-        new_left = self.update(left, left_version, depth + 1, lo, mid)
-        new_right = self.update(right, right_version, depth + 1, mid, hi)
-        if internal and new_left[0] == left and new_right[0] == right:
-            return node_hash, version, False
-        return self.join(new_left, new_right)
+                if value_hash == slot.value_hash:
+                    return slot
+                return self.leaf(lo)
+            page = page_of_leaf(slot, depth)  # other keys join the leaf: push it a page down
+        else:
+            page = _load(self.store, slot.version, slot.hash)
+        new = self.page(page, depth, lo, hi)
+        if new is page:
+            return slot
+        kind = new.kinds[1]
+        if kind == _EMPTY_KIND:
+            return None
+        if kind == _LEAF_KIND:  # a lone leaf rises to take its page's place
+            return new.lone_leaf()
+        self.store.put(self.version, new.root, new)
+        return page_slot(new.root, self.version)
 
-    def build(self, depth: int, lo: int, hi: int) -> _Child:
-        """The subtree at `depth` holding changes [lo, hi) and nothing else."""
-        if hi - lo == 1:
-            value_hash = self.value_hashes[lo]
-            if value_hash is None:  # deleting a key that is not there
-                return EMPTY, 0, False
-            return self.leaf(self.paths[lo], value_hash)
-        if lo == hi:
-            return EMPTY, 0, False
-        mid = self.split(depth, lo, hi)
-        return self.join(self.build(depth + 1, lo, mid), self.build(depth + 1, mid, hi))
-
-    def split(self, depth: int, lo: int, hi: int) -> int:
-        """The first index in [lo, hi) whose path has bit `depth` set."""
-        shift = PATH_BITS - 1 - depth
-        threshold = ((self.numbers[lo] >> shift) | 1) << shift
-        return bisect_left(self.numbers, threshold, lo, hi)
-
-    def join(self, left: _Child, right: _Child) -> _Child:
-        """The parent of two canonical children, compacted."""
-        left_hash, right_hash = left[0], right[0]
-        if left_hash == EMPTY:
-            if right_hash == EMPTY:
-                return EMPTY, 0, False
-            if self.is_leaf(right):  # a lone leaf rises to take its parent's place
-                return right[0], right[1], True
-        elif right_hash == EMPTY and self.is_leaf(left):
-            return left[0], left[1], True
-        node_hash = internal_hash(left_hash, right_hash)
-        node = SmtInternal(left_hash, right_hash, left[1], right[1])
-        self.store.put(self.version, node_hash, node)
-        return node_hash, self.version, False
-
-    def is_leaf(self, child: _Child) -> bool:
-        node_hash, version, known = child
-        if known is not None:
-            return known
-        return isinstance(_load(self.store, version, node_hash), SmtLeaf)
-
-    def leaf(self, path: bytes, value_hash: bytes) -> _Child:
-        node_hash = leaf_hash(path, value_hash)
-        self.store.put(self.version, node_hash, SmtLeaf(path, value_hash))
-        return node_hash, self.version, True
+    def leaf(self, i: int) -> LeafSlot | None:
+        """Change i as a leaf written now (None for a deletion)."""
+        value_hash = self.value_hashes[i]
+        if value_hash is None:
+            return None
+        return leaf_slot(self.paths[i], value_hash, self.version)
 
 
 # --- verification ---------------------------------------------------------------------

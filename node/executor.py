@@ -38,7 +38,7 @@ from ledger.families.identity import Identity, Role, identity_key
 from ledger.genesis import Genesis
 from ledger.merkle import EMPTY_ROOT, MerkleLog
 from ledger.smt import EMPTY as SMT_EMPTY
-from ledger.smt import SmtNode, SparseMerkleTree, decode_node, encode_node
+from ledger.smt import SmtPage, SparseMerkleTree, decode_page, encode_page
 from ledger.validators import ValidatorSet
 from node.cache import GenerationalCache
 from node.families.base import Context, Family, Refused
@@ -49,8 +49,9 @@ OK = "ok"
 PROPOSAL_PREFIX = proposal_key(b"")
 STATE_CACHE_MAX = 64_000
 """State values held in memory (each about 0.3 KB with its key)."""
-SMT_CACHE_MAX = 128_000
-"""State-tree nodes held in memory (each about 0.3 KB); the top levels stay."""
+SMT_CACHE_MAX = 20_000
+"""State-tree pages held in memory (about 1.2 KB each with their binary hashes, so about
+the memory 128,000 binary nodes took before pages); the top levels stay."""
 
 
 class FrontierNodeStore:
@@ -86,31 +87,31 @@ class FrontierNodeStore:
 
 
 class DatabaseSmtStore:
-    """State-tree nodes: read from the database, new ones collected for the block's write."""
+    """State-tree pages: read from the database, new ones collected for the block's write."""
 
     __slots__ = ("_cache", "_store", "pending")
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._cache: GenerationalCache[bytes, SmtNode] = GenerationalCache(SMT_CACHE_MAX)
+        self._cache: GenerationalCache[bytes, SmtPage] = GenerationalCache(SMT_CACHE_MAX)
         self.pending: list[tuple[int, bytes, bytes]] = []
 
-    def get(self, version: int, node_hash: bytes) -> SmtNode | None:
-        # Cached by hash alone: every node under a hash has the same children hashes,
-        # and its children versions, whichever copy they come from, lead to stored nodes.
-        cached, node = self._cache.lookup(node_hash)
+    def get(self, version: int, page_hash: bytes) -> SmtPage | None:
+        # Cached by hash alone: every page under a hash holds the same subtree, and its
+        # versions, whichever copy they come from, lead to stored pages and values.
+        cached, page = self._cache.lookup(page_hash)
         if cached:
-            return node
-        data = self._store.smt_node_data(version, node_hash)
+            return page
+        data = self._store.smt_page_data(version, page_hash)
         if data is None:
             return None
-        node = decode_node(data)
-        self._cache.put(node_hash, node)
-        return node
+        page = decode_page(data)
+        self._cache.put(page_hash, page)
+        return page
 
-    def put(self, version: int, node_hash: bytes, node: SmtNode) -> None:
-        self._cache.put(node_hash, node)
-        self.pending.append((version, node_hash, encode_node(node)))
+    def put(self, version: int, page_hash: bytes, page: SmtPage) -> None:
+        self._cache.put(page_hash, page)
+        self.pending.append((version, page_hash, encode_page(page)))
 
 
 class Executor:

@@ -13,7 +13,7 @@ from ledger.families.governance import INSTITUTIONS_KEY
 from ledger.genesis import Genesis
 from ledger.merkle import MerkleLog
 from ledger.proofs import LogProof, ProofBundle, StateProof, ValidatorSetChange
-from ledger.smt import SmtNode, SparseMerkleTree, decode_node, key_path
+from ledger.smt import SmtPage, SparseMerkleTree, decode_page, key_path
 from node.storage import Reader
 
 
@@ -25,11 +25,11 @@ class ReaderSmtStore:
     def __init__(self, reader: Reader) -> None:
         self.reader = reader
 
-    def get(self, version: int, node_hash: bytes) -> SmtNode | None:
-        data = self.reader.smt_node_data(version, node_hash)
-        return None if data is None else decode_node(data)
+    def get(self, version: int, page_hash: bytes) -> SmtPage | None:
+        data = self.reader.smt_page_data(version, page_hash)
+        return None if data is None else decode_page(data)
 
-    def put(self, version: int, node_hash: bytes, node: SmtNode) -> None:
+    def put(self, version: int, page_hash: bytes, page: SmtPage) -> None:
         raise AssertionError("proofs never write the state tree")
 
 

@@ -34,10 +34,11 @@ from ledger.encoding import decode, encode
 from ledger.errors import DecodeError
 from ledger.validators import ValidatorSet
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 """2: state-tree nodes and state values are keyed by (version, hash), and roots find
-their version in `smt_roots`. A database of another schema version is refused, never
-half-read."""
+their version in `smt_roots`. 3: the state tree is stored in 16-slot pages
+(`ledger.smt`), table `smt_pages`. A database of another schema version is refused,
+never half-read."""
 
 _RECORD_KINDS: Final[dict[type, int]] = {
     Proposal: 1,
@@ -76,7 +77,7 @@ CREATE TABLE IF NOT EXISTS log_nodes (
     level INTEGER NOT NULL, position INTEGER NOT NULL, hash BLOB NOT NULL,
     PRIMARY KEY (level, position)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS state (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS smt_nodes (
+CREATE TABLE IF NOT EXISTS smt_pages (
     version INTEGER NOT NULL, hash BLOB NOT NULL, data BLOB NOT NULL,
     PRIMARY KEY (version, hash)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS smt_roots (
@@ -126,10 +127,10 @@ class BlockWrite:
     tx_entries: list[tuple[bytes, TxEntry]]
     state_changes: dict[bytes, bytes]
     log_nodes: list[tuple[int, int, bytes]]
-    smt_nodes: list[tuple[int, bytes, bytes]]
-    """(version, hash, encoded node) of each new state-tree node."""
+    smt_pages: list[tuple[int, bytes, bytes]]
+    """(version, hash, encoded page) of each new state-tree page."""
     state_version: int
-    """The version the state root node is stored under."""
+    """The version the state root page is stored under."""
     head: Head
 
 
@@ -311,22 +312,22 @@ class Store:
     def write_genesis(
         self,
         state: dict[bytes, bytes],
-        smt_nodes: list[tuple[int, bytes, bytes]],
+        smt_pages: list[tuple[int, bytes, bytes]],
         state_version: int,
         head: Head,
     ) -> None:
         with self.transaction():
             self._write_state(state, head.height)
-            self._write_smt(smt_nodes, head.state_root, state_version)
+            self._write_smt(smt_pages, head.state_root, state_version)
             self._set_meta("head", encode(head))
 
     def _write_smt(
-        self, smt_nodes: list[tuple[int, bytes, bytes]], root: bytes, version: int
+        self, smt_pages: list[tuple[int, bytes, bytes]], root: bytes, version: int
     ) -> None:
         """New tree nodes, which sort after every stored one (appends), and the root's version."""
         self.db.executemany(
-            "INSERT OR IGNORE INTO smt_nodes (version, hash, data) VALUES (?, ?, ?)",
-            sorted(smt_nodes),
+            "INSERT OR IGNORE INTO smt_pages (version, hash, data) VALUES (?, ?, ?)",
+            sorted(smt_pages),
         )
         self.db.execute(
             "INSERT OR IGNORE INTO smt_roots (hash, version) VALUES (?, ?)", (root, version)
@@ -335,8 +336,8 @@ class Store:
     def smt_root_version(self, root: bytes) -> int:
         return _smt_root_version(self.db, root)
 
-    def smt_node_data(self, version: int, node_hash: bytes) -> bytes | None:
-        return _smt_node_data(self.db, version, node_hash)
+    def smt_page_data(self, version: int, page_hash: bytes) -> bytes | None:
+        return _smt_page_data(self.db, version, page_hash)
 
     def _write_state(self, changes: dict[bytes, bytes], height: int) -> None:
         """Latest values by key, and every value ever written under (height, its hash).
@@ -379,8 +380,8 @@ class Store:
                 "INSERT OR IGNORE INTO log_nodes (level, position, hash) VALUES (?, ?, ?)",
                 sorted(write.log_nodes),
             )
-            if write.smt_nodes:
-                self._write_smt(write.smt_nodes, write.head.state_root, write.state_version)
+            if write.smt_pages:
+                self._write_smt(write.smt_pages, write.head.state_root, write.state_version)
             self._set_meta("head", encode(write.head))
 
 
@@ -470,8 +471,8 @@ class Reader:
         )
         return None if row is None else bytes(row[0])
 
-    def smt_node_data(self, version: int, node_hash: bytes) -> bytes | None:
-        return _smt_node_data(self.db, version, node_hash)
+    def smt_page_data(self, version: int, page_hash: bytes) -> bytes | None:
+        return _smt_page_data(self.db, version, page_hash)
 
     def smt_root_version(self, root: bytes) -> int:
         return _smt_root_version(self.db, root)
@@ -489,9 +490,9 @@ class Reader:
         return 0 if row is None or row[0] is None else int(row[0]) + 1
 
 
-def _smt_node_data(db: sqlite3.Connection, version: int, node_hash: bytes) -> bytes | None:
+def _smt_page_data(db: sqlite3.Connection, version: int, page_hash: bytes) -> bytes | None:
     row = db.execute(
-        "SELECT data FROM smt_nodes WHERE version = ? AND hash = ?", (version, node_hash)
+        "SELECT data FROM smt_pages WHERE version = ? AND hash = ?", (version, page_hash)
     ).fetchone()
     return None if row is None else bytes(row[0])
 

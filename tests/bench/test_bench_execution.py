@@ -34,6 +34,6 @@ def test_the_report_holds_memory_cpu_and_statement_figures(tmp_path: Path) -> No
         assert sample["execute_cpu_us_per_tx"] > 0
         assert 0 < sample["rss_mb"] <= sample["peak_mb"]
     statements = report["statement_cpu_us_per_tx"]
-    for name in ("INSERT OR IGNORE INTO smt_nodes", "INSERT OR REPLACE INTO state", "COMMIT"):
+    for name in ("INSERT OR IGNORE INTO smt_pages", "INSERT OR REPLACE INTO state", "COMMIT"):
         assert name in statements
     assert "SELECT key, value FROM state" in statements  # a block's keys, read ahead

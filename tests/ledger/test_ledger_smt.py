@@ -11,18 +11,22 @@ from ledger.encoding import decode, encode
 from ledger.errors import DecodeError, ProofError
 from ledger.smt import (
     EMPTY,
+    PAGE_TAG,
+    LeafSlot,
     MemorySmtNodeStore,
-    SmtInternal,
+    PageSlot,
     SmtLeaf,
-    SmtNode,
+    SmtPage,
     SmtProof,
     SparseMerkleTree,
-    decode_node,
-    encode_node,
+    decode_page,
+    encode_page,
     internal_hash,
     key_path,
     leaf_hash,
-    node_digest,
+    leaf_slot,
+    page_of_leaf,
+    page_slot,
     verify_exclusion,
     verify_inclusion,
 )
@@ -200,8 +204,7 @@ def test_a_changed_value_changes_the_root() -> None:
 def test_hashing_helpers() -> None:
     left, right = sha(b"l"), sha(b"r")
     assert internal_hash(left, right) == sha(b"\x01" + left + right)
-    assert node_digest(SmtInternal(left, right, 1, 2)) == internal_hash(left, right)
-    assert node_digest(SmtLeaf(left, right)) == leaf_hash(left, right)
+    assert leaf_hash(left, right) == sha(b"\x00" + left + right)
     assert key_path(b"k") == sha(b"k")
 
 
@@ -429,13 +432,13 @@ def test_a_version_below_the_tree_is_refused() -> None:
 
 
 def test_unknown_or_malformed_roots_are_refused() -> None:
-    with pytest.raises(ProofError, match="no SMT node"):
+    with pytest.raises(ProofError, match="no SMT page"):
         SparseMerkleTree(TREE.store, sha(b"not a root"), TREE.version).prove(b"key 1")
-    with pytest.raises(ProofError, match="no SMT node"):  # the right root at a wrong version
+    with pytest.raises(ProofError, match="no SMT page"):  # the right root at a wrong version
         SparseMerkleTree(TREE.store, TREE.root, TREE.version + 1).prove(b"key 1")
     with pytest.raises(ProofError, match="31 bytes"):
         SparseMerkleTree(TREE.store, bytes(31))
-    with pytest.raises(ProofError, match="no SMT node"):
+    with pytest.raises(ProofError, match="no SMT page"):
         SparseMerkleTree(MemorySmtNodeStore(), sha(b"unknown")).update({b"k": b"v"})
     with pytest.raises(ProofError, match="33 bytes"):
         SparseMerkleTree(MemorySmtNodeStore(), bytes(33))
@@ -451,53 +454,82 @@ class CountingStore(MemorySmtNodeStore):
         super().__init__()
         self.puts: list[bytes] = []
 
-    def put(self, version: int, node_hash: bytes, node: SmtNode) -> None:
-        self.puts.append(node_hash)
-        super().put(version, node_hash, node)
+    def put(self, version: int, page_hash: bytes, page: SmtPage) -> None:
+        self.puts.append(page_hash)
+        super().put(version, page_hash, page)
 
 
-def path_nodes(tree: SparseMerkleTree, key: bytes) -> list[bytes]:
-    """The hashes of the nodes on `key`'s path, root first (not EMPTY)."""
-    proof = tree.prove(key)
-    node, version = tree.root, tree.version
-    hashes = []
-    for depth, sibling in enumerate(proof.siblings):
-        hashes.append(node)
-        parent = tree.store.get(version, node)
-        assert isinstance(parent, SmtInternal)
-        if bit(key_path(key), depth):
-            node, version = parent.right, parent.right_version
-        else:
-            node, version = parent.left, parent.left_version
-        assert sibling == (parent.left if bit(key_path(key), depth) else parent.right)
-    if node != EMPTY:
-        hashes.append(node)
+def path_pages(tree: SparseMerkleTree, key: bytes) -> list[bytes]:
+    """The hashes of the pages on `key`'s path, the root page first."""
+    if tree.root == EMPTY:
+        return []
+    hashes = [tree.root]
+    page = tree.store.get(tree.version, tree.root)
+    depth = 0
+    while page is not None:
+        nibble = int.from_bytes(key_path(key), "big") >> (256 - 4 - depth) & 15
+        slot = page.slots[nibble]
+        if not isinstance(slot, PageSlot):
+            break
+        hashes.append(slot.hash)
+        page, depth = tree.store.get(slot.version, slot.hash), depth + 4
     return hashes
 
 
-def test_nodes_are_stored_under_their_hash_and_never_deleted() -> None:
+def test_pages_are_stored_under_their_hash_and_never_deleted() -> None:
     store = MemorySmtNodeStore()
     tree = SparseMerkleTree(store)
     tree.update(STATE)
-    before = dict(store._nodes)
+    before = dict(store._pages)
     tree.update(dict.fromkeys(STATE))
     assert tree.root == EMPTY
-    for (version, node_hash), node in before.items():
-        assert store.get(version, node_hash) == node
-    for (_, node_hash), node in store._nodes.items():
-        assert node_digest(node) == node_hash
+    for (version, page_hash), page in before.items():
+        assert store.get(version, page_hash) == page
+    for (_, page_hash), page in store._pages.items():
+        assert page.root == page_hash
 
 
-def test_each_batch_stores_its_nodes_under_its_own_version() -> None:
+def test_only_the_root_page_may_hold_a_lone_leaf() -> None:
+    # A lone leaf sits in its parent's slot; a page exists for two leaves or more.
+    tree = tree_of({b"only": b"v"})
+    assert tree.root == leaf_hash(key_path(b"only"), sha(b"v"))
+    assert len(tree.store) == 1  # type: ignore[arg-type]
+    tree = tree_of(STATE)
+    store = tree.store
+    assert isinstance(store, MemorySmtNodeStore)
+    referenced = [
+        slot for page in store._pages.values() for slot in page.slots if isinstance(slot, PageSlot)
+    ]
+    assert referenced
+    for slot in referenced:
+        page = store.get(slot.version, slot.hash)
+        assert page is not None
+        assert (
+            sum(isinstance(s, LeafSlot) for s in page.slots)
+            + sum(isinstance(s, PageSlot) for s in page.slots)
+            >= 1
+        )
+        assert page.kinds[1] == 2  # more than one leaf below
+
+
+def test_a_thousand_keys_take_far_fewer_pages_than_binary_nodes() -> None:
+    store = CountingStore()
+    tree = SparseMerkleTree(store)
+    tree.update({f"k{i}".encode(): b"v" for i in range(1000)})
+    # A compact binary tree of 1,000 leaves has 999 internal nodes beside them.
+    assert len(store.puts) < 1999 / 5
+
+
+def test_each_batch_stores_its_pages_under_its_own_version() -> None:
     store = MemorySmtNodeStore()
     tree = SparseMerkleTree(store)
     tree.update(dict(list(STATE.items())[:10]), version=5)
-    first = set(store._nodes)
+    first = set(store._pages)
     tree.update(dict(list(STATE.items())[10:]), version=9)
     assert {version for version, _ in first} == {5}
-    assert {version for version, _ in set(store._nodes) - first} == {9}
+    assert {version for version, _ in set(store._pages) - first} == {9}
     assert tree.version == 9
-    for i, (key, value) in enumerate(STATE.items()):  # children versions lead to the nodes
+    for i, (key, value) in enumerate(STATE.items()):  # references' versions lead to pages
         proof, leaf_version = tree.locate(key)
         assert proof == tree.prove(key)
         assert leaf_version == (5 if i < 10 else 9)  # where a store keeping values by
@@ -512,66 +544,97 @@ def test_setting_keys_to_the_values_they_have_writes_nothing() -> None:
     version = tree.version
     store.puts.clear()
     assert tree.update(dict(list(STATE.items())[:7])) == root
+    assert tree.update(dict.fromkeys(ABSENT)) == root
     assert store.puts == []
     assert tree.version == version
 
 
-def test_a_batch_writes_each_new_node_once() -> None:
+def test_a_batch_writes_each_new_page_once() -> None:
     store = CountingStore()
     tree = SparseMerkleTree(store)
     tree.update(STATE)
-    reachable = {h for key in STATE for h in path_nodes(tree, key)}
-    assert sorted(store.puts) == sorted(reachable)  # the whole tree, each node hashed once
+    reachable = {h for key in STATE for h in path_pages(tree, key)}
+    assert sorted(store.puts) == sorted(reachable)  # the whole tree, each page once
     store.puts.clear()
     changes = dict.fromkeys(ABSENT, b"new")
     tree.update(changes)
-    new_nodes = {h for key in changes for h in path_nodes(tree, key)}
-    assert sorted(store.puts) == sorted(new_nodes)
+    new_pages = {h for key in changes for h in path_pages(tree, key)}
+    assert sorted(store.puts) == sorted(new_pages)
 
 
-def test_one_change_costs_its_path() -> None:
+def test_one_change_costs_the_pages_on_its_path() -> None:
     store = CountingStore()
     tree = SparseMerkleTree(store)
     tree.update({f"k{i}".encode(): b"v" for i in range(1000)})
     store.puts.clear()
     tree.update({b"new key": b"v"})
+    assert store.puts == path_pages(tree, b"new key")[::-1]  # written from the bottom up
     depth = len(tree.prove(b"new key").siblings)
-    assert len(store.puts) == depth + 1
+    assert len(store.puts) == -(-depth // 4)  # one page per four levels of the binary tree
     assert depth < 30
 
 
-def test_node_records_round_trip() -> None:
-    leaf = SmtLeaf(sha(b"p"), sha(b"v"))
-    internal = SmtInternal(sha(b"l"), sha(b"r"), 3, 7)
-    for node in (leaf, internal):
-        assert decode_node(encode_node(node)) == node
-    assert encode_node(leaf)[:1] == b"\x00"
-    assert encode_node(internal)[:1] == b"\x01"
+def test_a_page_keeps_the_binary_hashes_between_its_slots() -> None:
+    leaf = leaf_slot(sha(b"p"), sha(b"v"), 3)
+    other = page_slot(sha(b"below"), 7)
+    slots: list[LeafSlot | PageSlot | None] = [None] * 16
+    slots[0], slots[3] = leaf, other
+    page = SmtPage(tuple(slots))
+    # slots 0 and 3 meet at depth 2: 0 under node 00, 3 under node 01 (each alone)
+    assert page.hashes[8] == leaf.hash  # node 00 holds the lone leaf: it rises to 00
+    assert page.hashes[9] == internal_hash(EMPTY, other.hash)
+    assert page.hashes[4] == internal_hash(leaf.hash, page.hashes[9])
+    assert page.root == internal_hash(internal_hash(page.hashes[4], EMPTY), EMPTY)
+    alone = page_of_leaf(leaf, 0)
+    assert alone == SmtPage(alone.slots)
+    assert (alone.hashes, alone.kinds) == (SmtPage(alone.slots).hashes, SmtPage(alone.slots).kinds)
+    moved = page.replaced((None, *page.slots[1:]), [0])
+    assert moved == SmtPage((None, *page.slots[1:]))
+    assert moved.hashes == SmtPage((None, *page.slots[1:])).hashes
 
 
-@given(
-    st.binary(min_size=32, max_size=32),
-    st.binary(min_size=32, max_size=32),
-    st.integers(min_value=0, max_value=2**63 - 1),
-    st.integers(min_value=0, max_value=2**63 - 1),
-)
-def test_node_records_are_the_canonical_encoding(
-    first: bytes, second: bytes, left_version: int, right_version: int
-) -> None:
-    # encode_node spells the encoding out for speed; it must stay the model's encoding.
-    leaf = SmtLeaf(first, second)
-    internal = SmtInternal(first, second, left_version, right_version)
-    assert encode_node(leaf) == b"\x00" + encode(leaf)
-    assert encode_node(internal) == b"\x01" + encode(internal)
+page_slots = st.lists(
+    st.none()
+    | st.builds(
+        leaf_slot,
+        st.binary(min_size=32, max_size=32),
+        st.binary(min_size=32, max_size=32),
+        st.integers(min_value=0, max_value=2**63 - 1),
+    )
+    | st.builds(page_slot, st.binary(min_size=32, max_size=32), st.integers(0, 2**63 - 1)),
+    min_size=16,
+    max_size=16,
+).map(tuple)
+
+
+@given(page_slots)
+def test_page_records_round_trip(slots: tuple[LeafSlot | PageSlot | None, ...]) -> None:
+    page = SmtPage(slots)
+    data = encode_page(page)
+    assert data[:1] == PAGE_TAG
+    decoded = decode_page(data)
+    assert decoded == page
+    assert decoded.hashes == page.hashes and decoded.kinds == page.kinds
+
+
+GOOD_PAGE = encode_page(TREE.store.get(TREE.version, TREE.root))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"\x02" + encode(SmtLeaf(bytes(32), bytes(32))), b"\x00", b"\x01\x92", b"\x00\xc0"],
+    [
+        b"",
+        b"\x02",
+        b"\x01" + GOOD_PAGE[1:],  # an internal node of the earlier binary layout
+        GOOD_PAGE[:-1],
+        GOOD_PAGE + b"\x00",
+        b"\x02\x00\x01\x00\x02",  # a leaf marked in a slot not in use
+        b"\x02\x00\x01\x00\x01" + bytes(71),
+    ],
 )
-def test_bad_node_records_are_refused(data: bytes) -> None:
+def test_bad_page_records_are_refused(data: bytes) -> None:
     with pytest.raises(DecodeError):
-        decode_node(data)
+        decode_page(data)
 
 
 def test_decode_refuses_proofs_with_too_many_siblings() -> None:
@@ -591,7 +654,7 @@ BAD_PROOFS = [
     pytest.param(SmtProof([H], None), "not a tuple", id="list"),
     pytest.param(SmtProof(("ab" * 16,), None), "is str", id="str-sibling"),
     pytest.param(SmtProof((H, EMPTY), None), "deepest sibling is EMPTY", id="empty-last"),
-    pytest.param(SmtProof((), SmtInternal(H, H, 0, 0)), "not an SmtLeaf", id="internal-leaf"),
+    pytest.param(SmtProof((), leaf_slot(H, H, 0)), "not an SmtLeaf", id="slot-leaf"),
     pytest.param(SmtProof((), SmtLeaf(H[:5], H)), "path has 5 bytes", id="short-path"),
     pytest.param(SmtProof((), SmtLeaf(H, None)), "value hash is NoneType", id="none-vh"),
     pytest.param(None, "expected an SmtProof", id="none"),

@@ -107,7 +107,7 @@ def test_tree_nodes_are_stored_under_the_height_that_wrote_them(
     path = tmp_path / "chain.db"
     execute_on(path, genesis, 3)
     with sqlite3.connect(path) as db:
-        versions = {int(v) for (v,) in db.execute("SELECT DISTINCT version FROM smt_nodes")}
+        versions = {int(v) for (v,) in db.execute("SELECT DISTINCT version FROM smt_pages")}
         roots = dict(db.execute("SELECT version, hash FROM smt_roots"))
     assert versions == {0, 1, 2, 3}
     assert set(roots) == {0, 1, 2, 3}
