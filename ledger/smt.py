@@ -188,6 +188,8 @@ class SmtPage:
 
     `hashes[1]` is the hash of the page's subtree and `kinds[1]` whether it holds
     no leaf, one, or more; the other heap entries are the siblings proofs need.
+    A page is never changed once built (cached pages are shared): `replaced`
+    copies the heap.
     """
 
     __slots__ = ("hashes", "kinds", "slots")
@@ -325,14 +327,17 @@ def decode_page(data: bytes) -> SmtPage:
             continue
         if leaves >> s & 1:
             end = at + 2 * HASH_BYTES + _VERSION_BYTES
-            path, value_hash = data[at : at + HASH_BYTES], data[at + HASH_BYTES : end - 8]
+            path, value_hash = (
+                data[at : at + HASH_BYTES],
+                data[at + HASH_BYTES : end - _VERSION_BYTES],
+            )
             version = int.from_bytes(data[end - _VERSION_BYTES : end], "big")
             slots[s] = LeafSlot(data[at:end], leaf_hash(path, value_hash), version)
         else:
             end = at + HASH_BYTES + _VERSION_BYTES
             page_hash, version = (
                 data[at : at + HASH_BYTES],
-                int.from_bytes(data[end - 8 : end], "big"),
+                int.from_bytes(data[end - _VERSION_BYTES : end], "big"),
             )
             slots[s] = PageSlot(page_hash, version)
         at = end
@@ -461,10 +466,12 @@ class SparseMerkleTree:
         return self.locate(key)[0]
 
     def locate(self, key: bytes) -> tuple[SmtProof, int]:
-        """`prove`, and the version its leaf was set at (0 when it ends in no leaf).
+        """`prove`, and the version the leaf it ends in was set at (0 when it ends in
+        no leaf).
 
         A store that keeps values by the version that wrote them finds the
-        leaf's value there.
+        leaf's value there. The leaf may be another key's (an exclusion proof):
+        compare its path with the key's before reading a value.
         """
         path = key_path(key)
         siblings: list[bytes] = []

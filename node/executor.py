@@ -50,8 +50,8 @@ PROPOSAL_PREFIX = proposal_key(b"")
 STATE_CACHE_MAX = 64_000
 """State values held in memory (each about 0.3 KB with its key)."""
 SMT_CACHE_MAX = 20_000
-"""State-tree pages held in memory (about 1.2 KB each with their binary hashes, so about
-the memory 128,000 binary nodes took before pages); the top levels stay."""
+"""State-tree pages held in memory (about 1.8 KB each with their binary hashes, some
+35 MB in all, about what 128,000 binary nodes took before pages); the top levels stay."""
 
 
 class FrontierNodeStore:

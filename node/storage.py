@@ -157,8 +157,9 @@ def connect(
             # checkpoint at the old threshold.
             connection.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
         connection.execute("PRAGMA busy_timeout=5000")
-        # The state tree's nodes are keyed by hash, so its inserts and reads land on random
-        # pages: a page cache far above SQLite's 2 MB default keeps them off the disk.
+        # The latest-state and transaction tables are keyed by hash, so their inserts and
+        # reads land on random pages: a page cache far above SQLite's 2 MB default keeps
+        # them off the disk.
         connection.execute(f"PRAGMA cache_size=-{cache_kib}")
     except sqlite3.Error as exc:
         connection.close()
@@ -324,7 +325,7 @@ class Store:
     def _write_smt(
         self, smt_pages: list[tuple[int, bytes, bytes]], root: bytes, version: int
     ) -> None:
-        """New tree nodes, which sort after every stored one (appends), and the root's version."""
+        """New tree pages, which sort after every stored one (appends), and the root's version."""
         self.db.executemany(
             "INSERT OR IGNORE INTO smt_pages (version, hash, data) VALUES (?, ?, ?)",
             sorted(smt_pages),
@@ -498,10 +499,10 @@ def _smt_page_data(db: sqlite3.Connection, version: int, page_hash: bytes) -> by
 
 
 def _smt_root_version(db: sqlite3.Connection, root: bytes) -> int:
-    """The version the state-tree node of `root` is stored under (0 for the empty tree).
+    """The version the state-tree page of `root` is stored under (0 for the empty tree).
 
     A root this database never had gets 0 too; reading the tree there then
-    finds no node and says so.
+    finds no page and says so.
     """
     row = db.execute("SELECT version FROM smt_roots WHERE hash = ?", (root,)).fetchone()
     return 0 if row is None else int(row[0])
