@@ -421,7 +421,8 @@ class SparseMerkleTree:
 
     @property
     def version(self) -> int:
-        """The version the root page is stored under (0 for the empty tree)."""
+        """The version of the update that made this root, where its root page is stored
+        (0 for a tree never updated)."""
         return self._version
 
     @property
@@ -454,11 +455,11 @@ class SparseMerkleTree:
         new = batch.page(old, 0, 0, len(items))
         if new is old:
             return self._root
-        if new.kinds[1] == _EMPTY_KIND:
-            self._root, self._version = EMPTY, 0
-        else:  # the root page is stored even over one leaf: it is where a reader starts
-            self._root, self._version = new.root, version
-            self._store.put(version, new.root, new)
+        # The version moves on even when the tree empties: the next update's pages must
+        # not land on a version that already holds others (with other leaf versions).
+        self._root, self._version = new.root, version
+        if new.kinds[1] != _EMPTY_KIND:  # the root page is stored even over one leaf:
+            self._store.put(version, new.root, new)  # it is where a reader starts
         return self._root
 
     def prove(self, key: bytes) -> SmtProof:

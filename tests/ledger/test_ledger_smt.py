@@ -532,6 +532,24 @@ def test_each_batch_stores_its_pages_under_its_own_version() -> None:
     assert SparseMerkleTree().locate(b"k") == (SmtProof((), None), 0)  # no leaf, version 0
 
 
+def test_versions_move_on_when_the_tree_empties() -> None:
+    store = MemorySmtNodeStore()
+    tree = SparseMerkleTree(store)
+    tree.update(STATE)  # version 1
+    old_root, old_version = tree.root, tree.version
+    assert tree.update(dict.fromkeys(STATE)) == EMPTY  # version 2
+    assert tree.version == 2
+    tree.update({b"key 1": b"again", b"key 2": STATE[b"key 2"]})  # version 3, not 1 again
+    assert tree.version == 3
+    assert {version for version, _ in store._pages} == {1, 3}
+    old = SparseMerkleTree(store, old_root, old_version)
+    for key, value in STATE.items():  # the first root's pages and leaf versions are intact
+        proof, leaf_version = old.locate(key)
+        verify_inclusion(old_root, key, value, proof)
+        assert leaf_version == 1
+    assert tree.locate(b"key 2")[1] == 3
+
+
 def test_setting_keys_to_the_values_they_have_writes_nothing() -> None:
     store = CountingStore()
     tree = SparseMerkleTree(store)
