@@ -157,17 +157,17 @@ def leaf_slot(path: bytes, value_hash: bytes, version: int) -> LeafSlot:
     return LeafSlot(record, leaf_hash(path, value_hash), version)
 
 
-def page_slot(page_hash: bytes, version: int) -> PageSlot:
-    return PageSlot(page_hash, version)
-
-
 Slot: TypeAlias = LeafSlot | PageSlot | None
 
 
-def _slot_kind(slot: Slot) -> int:
+def _place(hashes: list[bytes], kinds: bytearray, s: int, slot: Slot) -> None:
+    """Slot s's entry in a page's heap: its hash and what it holds."""
+    i = PAGE_SLOTS + s
     if slot is None:
-        return _EMPTY_KIND
-    return _LEAF_KIND if type(slot) is LeafSlot else _INTERNAL_KIND
+        hashes[i], kinds[i] = EMPTY, _EMPTY_KIND
+    else:
+        hashes[i] = slot.hash
+        kinds[i] = _LEAF_KIND if type(slot) is LeafSlot else _INTERNAL_KIND
 
 
 def _combine(hashes: list[bytes], kinds: bytearray, i: int) -> None:
@@ -205,9 +205,7 @@ class SmtPage:
             hashes = [EMPTY] * _HEAP
             kinds = bytearray(_HEAP)
             for s, slot in enumerate(slots):
-                if slot is not None:
-                    hashes[PAGE_SLOTS + s] = slot.hash
-                    kinds[PAGE_SLOTS + s] = _slot_kind(slot)
+                _place(hashes, kinds, s, slot)
             for i in range(PAGE_SLOTS - 1, 0, -1):
                 _combine(hashes, kinds, i)
         self.hashes = hashes
@@ -234,10 +232,7 @@ class SmtPage:
         hashes = self.hashes.copy()
         kinds = self.kinds.copy()
         for s in changed:
-            slot = slots[s]
-            i = PAGE_SLOTS + s
-            hashes[i] = EMPTY if slot is None else slot.hash
-            kinds[i] = _slot_kind(slot)
+            _place(hashes, kinds, s, slots[s])
         if len(changed) == 1:  # the usual case below the top pages: one path up
             i = (PAGE_SLOTS + changed[0]) >> 1
             while i:
@@ -327,19 +322,14 @@ def decode_page(data: bytes) -> SmtPage:
             continue
         if leaves >> s & 1:
             end = at + 2 * HASH_BYTES + _VERSION_BYTES
-            path, value_hash = (
-                data[at : at + HASH_BYTES],
-                data[at + HASH_BYTES : end - _VERSION_BYTES],
-            )
-            version = int.from_bytes(data[end - _VERSION_BYTES : end], "big")
-            slots[s] = LeafSlot(data[at:end], leaf_hash(path, value_hash), version)
+            record = data[at:end]
+            path, value_hash = record[:HASH_BYTES], record[HASH_BYTES : 2 * HASH_BYTES]
+            version = int.from_bytes(record[2 * HASH_BYTES :], "big")
+            slots[s] = LeafSlot(record, leaf_hash(path, value_hash), version)
         else:
             end = at + HASH_BYTES + _VERSION_BYTES
-            page_hash, version = (
-                data[at : at + HASH_BYTES],
-                int.from_bytes(data[end - _VERSION_BYTES : end], "big"),
-            )
-            slots[s] = PageSlot(page_hash, version)
+            version = int.from_bytes(data[at + HASH_BYTES : end], "big")
+            slots[s] = PageSlot(data[at : at + HASH_BYTES], version)
         at = end
     if at != len(data):
         raise DecodeError(
@@ -580,7 +570,7 @@ class _Batch:
         if kind == _LEAF_KIND:  # a lone leaf rises to take its page's place
             return new.lone_leaf()
         self.store.put(self.version, new.root, new)
-        return page_slot(new.root, self.version)
+        return PageSlot(new.root, self.version)
 
     def leaf(self, i: int) -> LeafSlot | None:
         """Change i as a leaf written now (None for a deletion)."""

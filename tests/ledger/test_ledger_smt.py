@@ -26,7 +26,6 @@ from ledger.smt import (
     leaf_hash,
     leaf_slot,
     page_of_leaf,
-    page_slot,
     verify_exclusion,
     verify_inclusion,
 )
@@ -589,7 +588,7 @@ def test_one_change_costs_the_pages_on_its_path() -> None:
 
 def test_a_page_keeps_the_binary_hashes_between_its_slots() -> None:
     leaf = leaf_slot(sha(b"p"), sha(b"v"), 3)
-    other = page_slot(sha(b"below"), 7)
+    other = PageSlot(sha(b"below"), 7)
     slots: list[LeafSlot | PageSlot | None] = [None] * 16
     slots[0], slots[3] = leaf, other
     page = SmtPage(tuple(slots))
@@ -615,7 +614,7 @@ page_slots = st.lists(
         st.binary(min_size=32, max_size=32),
         st.integers(min_value=0, max_value=2**63 - 1),
     )
-    | st.builds(page_slot, st.binary(min_size=32, max_size=32), st.integers(0, 2**63 - 1)),
+    | st.builds(PageSlot, st.binary(min_size=32, max_size=32), st.integers(0, 2**63 - 1)),
     min_size=16,
     max_size=16,
 ).map(tuple)
